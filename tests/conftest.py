@@ -1,0 +1,4 @@
+"""Shared pytest configuration. Fixtures live in tests/support/<area>.py, one module per area;
+register a fixture module by adding it to pytest_plugins (one line each)."""
+
+pytest_plugins: list[str] = []
