@@ -1,4 +1,6 @@
 """Shared pytest configuration. Fixtures live in tests/support/<area>.py, one module per area;
 register a fixture module by adding it to pytest_plugins (one line each)."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.support.sshd",
+]

@@ -1,0 +1,168 @@
+"""bot/hosts.py against a real sshd on 127.0.0.1 (tests/support/sshd.py), plus the pure path rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.hosts import (
+    HostBackup,
+    HostError,
+    HostKeyRejected,
+    Hosts,
+    PathNotAllowed,
+    PathOwnership,
+    path_allowed,
+)
+from tests.support.sshd import SshdServer
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/srv/monitoring_data/prometheus", True),
+        ("/srv/monitoring_data", True),
+        ("/srv/monitoring_data/../../etc", False),
+        ("/srv/monitoring_data_evil/x", False),
+        ("/srv/monitoring_data/prometheus/", False),  # not normalised
+        ("srv/monitoring_data/prometheus", False),  # relative
+        ("/etc/passwd", False),
+        ("/srv/monitoring_data/a\x00b", False),
+    ],
+)
+def test_path_allowed(path: str, allowed: bool) -> None:
+    assert path_allowed(path, ["/srv/monitoring_data"]) is allowed
+
+
+def test_root_prefix_never_allows_everything() -> None:
+    assert not path_allowed("/etc/shadow", ["/"])
+
+
+def test_host_backup_json_round_trip() -> None:
+    backup = HostBackup(
+        host="h",
+        path="/d",
+        recursive=True,
+        entries=(PathOwnership("/d", 0, 0, 0o755), PathOwnership("/d/l", 1, 2, 0o777, is_symlink=True)),
+    )
+    assert HostBackup.from_json(backup.to_json()) == backup
+
+
+async def test_unknown_host_name_is_a_clear_error() -> None:
+    with pytest.raises(HostError, match="not configured"):
+        await Hosts([]).stat("nowhere", "/srv/x")
+
+
+def _tree(root: Path) -> Path:
+    target = root / "prometheus"
+    (target / "wal").mkdir(parents=True)
+    (target / "lock").write_text("")
+    (target / "wal" / "00000001").write_text("x")
+    os.symlink("/etc/passwd", target / "link-out")  # must never be followed
+    os.chmod(target / "lock", 0o600)
+    return target
+
+
+def _owners(root: Path) -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            p = os.path.normpath(os.path.join(dirpath, name))
+            st = os.lstat(p)
+            out[p] = (st.st_uid, st.st_gid, st.st_mode)
+    return out
+
+
+@pytest.mark.integration
+async def test_chown_then_restore_over_real_sshd(sshd_server: SshdServer) -> None:
+    target = _tree(sshd_server.data_root)
+    os.chown(target / "lock", 1234, 1234)
+    before = _owners(target)
+    passwd_before = os.lstat("/etc/passwd")
+    hosts = Hosts([sshd_server])
+
+    backup = await hosts.snapshot("masternode", str(target), recursive=True)
+    assert {e.path for e in backup.entries} == set(before)
+    await hosts.chown("masternode", str(target), uid=65534, gid=65534, recursive=True)
+    changed = _owners(target)
+    assert all((uid, gid) == (65534, 65534) for uid, gid, _ in changed.values())
+    assert os.lstat("/etc/passwd").st_uid == passwd_before.st_uid  # the symlink was not followed
+
+    await hosts.chmod("masternode", str(target), mode=0o700, recursive=False)
+    assert os.lstat(target).st_mode & 0o7777 == 0o700
+    assert (await hosts.stat("masternode", str(target))).mode == 0o700
+
+    await hosts.restore(HostBackup.from_json(backup.to_json()))
+    assert _owners(target) == before
+
+
+@pytest.mark.integration
+async def test_unknown_host_key_is_refused(sshd_server: SshdServer) -> None:
+    target = _tree(sshd_server.data_root)
+    before = _owners(target)
+    wrong = dataclasses.replace(sshd_server, known_hosts_file=sshd_server.wrong_known_hosts_file)
+    with pytest.raises(HostKeyRejected, match="host key not verifiable"):
+        await Hosts([wrong]).chown("masternode", str(target), uid=1, gid=1, recursive=True)
+    assert _owners(target) == before
+
+
+@pytest.mark.integration
+async def test_empty_known_hosts_refuses_rather_than_accepting(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    spec = dataclasses.replace(sshd_server, known_hosts_file=str(empty))
+    with pytest.raises(HostKeyRejected):
+        await Hosts([spec]).stat("masternode", str(sshd_server.data_root))
+
+
+@pytest.mark.integration
+async def test_paths_outside_prefix_are_refused_before_and_after_resolution(sshd_server: SshdServer) -> None:
+    hosts = Hosts([sshd_server])
+    with pytest.raises(PathNotAllowed):
+        await hosts.chown("masternode", "/etc", uid=0, gid=0, recursive=False)
+    escape = sshd_server.data_root / "escape"
+    os.symlink("/etc", escape)
+    with pytest.raises(PathNotAllowed, match="resolves to '/etc'"):
+        await hosts.chown("masternode", str(escape), uid=1, gid=1, recursive=False)
+    assert os.lstat("/etc").st_uid == 0
+
+
+@pytest.mark.integration
+async def test_quoting_keeps_odd_names_as_data(sshd_server: SshdServer) -> None:
+    odd = sshd_server.data_root / "a b; touch pwned"
+    odd.mkdir()
+    hosts = Hosts([sshd_server])
+    await hosts.chown("masternode", str(odd), uid=4242, gid=4242, recursive=False)
+    assert os.lstat(odd).st_uid == 4242
+    assert sorted(os.listdir(sshd_server.data_root)) == ["a b; touch pwned"]
+    assert not os.path.exists(os.path.expanduser("~/pwned"))  # the remote shell's working directory
+
+
+@pytest.mark.integration
+async def test_failed_command_reports_exit_and_stderr(sshd_server: SshdServer) -> None:
+    with pytest.raises(HostError, match="exited"):
+        await Hosts([sshd_server]).stat("masternode", str(sshd_server.data_root / "missing"))
+
+
+async def test_bad_ids_are_refused_without_connecting() -> None:
+    spec = SshdServer(
+        name="h",
+        address="127.0.0.1",
+        port=1,
+        username="root",
+        client_key_file="/nonexistent",
+        known_hosts_file="/nonexistent",
+        wrong_known_hosts_file="/nonexistent",
+        data_path_prefixes=("/srv/data",),
+        nodes=(),
+        data_root=Path("/srv/data"),
+    )
+    with pytest.raises(HostError, match="invalid uid"):
+        await Hosts([spec]).chown("h", "/srv/data/x", uid=-1, gid=0, recursive=False)
+    with pytest.raises(HostError, match="invalid mode"):
+        await Hosts([spec]).chmod("h", "/srv/data/x", mode=0o17777, recursive=False)
