@@ -1,0 +1,701 @@
+"""The immutable, typed evidence a diagnosis works on.
+
+`Evidence` is what handlers see: Kubernetes objects parsed once (by `bot.k8s_objects`) from plain
+dicts into the frozen dataclasses below, container logs, host facts and what could not be read.
+Both sources build it the same way: `bot.cluster.Cluster.collect` (live) and
+`bot.snapshot.read_bundle` (offline). Handlers never call the cluster.
+
+Every typed object keeps `raw`, the object as the API server (or the bundle) gave it, deep-frozen
+(mappings are read-only, lists are tuples). Remediation needs it for backups and for JSON Patch
+`test` ops (`metadata.resourceVersion`, exact spec values); `thaw(raw)` gives back plain JSON data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+from bot.model import ObjectRef
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty_map() -> Mapping[str, Any]:
+    return EMPTY
+
+
+def freeze(value: Any) -> Any:
+    """Deep-freeze JSON data: dicts become read-only mappings, lists become tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain, mutable JSON data (dict/list) from frozen data; safe to json.dumps or to edit."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Common pieces
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    kind: str
+    name: str
+    controller: bool = False
+
+
+@dataclass(frozen=True)
+class Meta:
+    name: str
+    namespace: str | None = None
+    uid: str = ""
+    resource_version: str | None = None
+    labels: Mapping[str, str] = field(default_factory=_empty_map)
+    annotations: Mapping[str, str] = field(default_factory=_empty_map)
+    owners: tuple[OwnerRef, ...] = ()
+    created_at: datetime | None = None
+    deleting: bool = False  # metadata.deletionTimestamp is set
+
+    @property
+    def controller(self) -> OwnerRef | None:
+        for owner in self.owners:
+            if owner.controller:
+                return owner
+        return self.owners[0] if self.owners else None
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str = ""
+    message: str = ""
+    last_transition: datetime | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pod spec (also the template of workloads)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    fs_group: int | None = None
+    run_as_non_root: bool | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self == SecurityContext()
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Probe:
+    handler: Literal["httpGet", "tcpSocket", "exec", "grpc", "none"]
+    port: int | str | None = None  # number or named port
+    path: str = ""
+    command: tuple[str, ...] = ()
+    initial_delay_seconds: int = 0
+    period_seconds: int = 10
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+    sub_path: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """A ConfigMap or Secret the container needs (envFrom or env valueFrom); `key` empty for envFrom."""
+
+    kind: Literal["ConfigMap", "Secret"]
+    name: str
+    key: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    security_context: SecurityContext = SecurityContext()
+    limits: Mapping[str, str] = field(default_factory=_empty_map)
+    requests: Mapping[str, str] = field(default_factory=_empty_map)
+    env_refs: tuple[EnvRef, ...] = ()
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.command + self.args
+
+
+VolumeKind = Literal[
+    "persistentVolumeClaim", "hostPath", "configMap", "secret", "emptyDir", "projected", "other"
+]
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    kind: VolumeKind
+    claim_name: str = ""  # persistentVolumeClaim
+    host_path: str = ""  # hostPath
+    config_map: str = ""  # configMap
+    secret: str = ""  # secret
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    containers: tuple[Container, ...] = ()
+    init_containers: tuple[Container, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    security_context: SecurityContext = SecurityContext()
+    node_name: str = ""
+    service_account: str = ""
+
+    def container(self, name: str) -> Container | None:
+        for c in self.containers + self.init_containers:
+            if c.name == name:
+                return c
+        return None
+
+    def volume(self, name: str) -> Volume | None:
+        for v in self.volumes:
+            if v.name == name:
+                return v
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pod status
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    state: Literal["waiting", "running", "terminated", "unknown"]
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    ready: bool
+    restart_count: int
+    state: ContainerState
+    last_state: ContainerState | None = None  # lastState.terminated, when there was one
+    image: str = ""
+    started: bool | None = None
+    init: bool = False
+
+
+@dataclass(frozen=True)
+class Pod:
+    meta: Meta
+    spec: PodSpec
+    phase: str = ""
+    reason: str = ""  # status.reason, e.g. Evicted
+    message: str = ""
+    conditions: tuple[Condition, ...] = ()
+    container_statuses: tuple[ContainerStatus, ...] = ()
+    init_container_statuses: tuple[ContainerStatus, ...] = ()
+    pod_ip: str = ""
+    start_time: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def namespace(self) -> str:
+        return self.meta.namespace or ""
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("Pod", self.meta.name, self.meta.namespace)
+
+    @property
+    def node_name(self) -> str:
+        return self.spec.node_name
+
+    def condition(self, type_: str) -> Condition | None:
+        for c in self.conditions:
+            if c.type == type_:
+                return c
+        return None
+
+    @property
+    def ready(self) -> bool:
+        cond = self.condition("Ready")
+        return cond is not None and cond.status == "True"
+
+    def status_of(self, container: str) -> ContainerStatus | None:
+        for s in self.container_statuses + self.init_container_statuses:
+            if s.name == container:
+                return s
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Other kinds
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    meta: Meta
+    involved: ObjectRef
+    reason: str = ""
+    message: str = ""
+    type: str = "Normal"  # Normal | Warning
+    count: int = 1
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    source: str = ""
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int | str | None = None
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    meta: Meta
+    selector: Mapping[str, str] = field(default_factory=_empty_map)
+    ports: tuple[ServicePort, ...] = ()
+    type: str = "ClusterIP"
+    cluster_ip: str = ""
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("Service", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True)
+class EndpointAddress:
+    ip: str
+    pod: str = ""  # targetRef name when the target is a Pod
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Endpoints of one Service, from a core/v1 Endpoints object or merged EndpointSlices."""
+
+    meta: Meta
+    ready: tuple[EndpointAddress, ...] = ()
+    not_ready: tuple[EndpointAddress, ...] = ()
+    source: Literal["Endpoints", "EndpointSlice"] = "Endpoints"
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """StatefulSet, Deployment, DaemonSet or ReplicaSet."""
+
+    kind: Literal["StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"]
+    meta: Meta
+    selector: Mapping[str, str] = field(
+        default_factory=_empty_map
+    )  # matchLabels (matchExpressions are not modelled)
+    template_labels: Mapping[str, str] = field(default_factory=_empty_map)
+    template: PodSpec = PodSpec()
+    replicas: int | None = None  # desired (DaemonSet: desiredNumberScheduled)
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(self.kind, self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    meta: Meta
+    data: Mapping[str, str] = field(default_factory=_empty_map)
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("ConfigMap", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaim:
+    meta: Meta
+    phase: str = ""
+    storage_class: str | None = None
+    volume_name: str = ""
+    requested: str = ""
+    access_modes: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("PersistentVolumeClaim", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True)
+class PersistentVolume:
+    meta: Meta
+    phase: str = ""
+    storage_class: str | None = None
+    claim_namespace: str = ""
+    claim_name: str = ""
+    host_path: str = ""  # spec.hostPath.path
+    local_path: str = ""  # spec.local.path
+    node_names: tuple[str, ...] = ()  # nodeAffinity required kubernetes.io/hostname values
+    capacity: str = ""
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("PersistentVolume", self.meta.name)
+
+    @property
+    def path_on_node(self) -> str:
+        return self.local_path or self.host_path
+
+
+@dataclass(frozen=True)
+class Node:
+    meta: Meta
+    conditions: tuple[Condition, ...] = ()
+    unschedulable: bool = False
+    taints: tuple[str, ...] = ()  # "key=value:Effect"
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("Node", self.meta.name)
+
+    @property
+    def ready_condition(self) -> Condition | None:
+        for c in self.conditions:
+            if c.type == "Ready":
+                return c
+        return None
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    meta: Meta
+    provisioner: str = ""
+    volume_binding_mode: str = "Immediate"
+    raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class HostPathFact:
+    path: str
+    uid: int | None = None
+    gid: int | None = None
+    mode: int | None = None  # permission bits, e.g. 0o755
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    host: str  # host name from config `hosts` (or the bundle's hosts/<host>.yaml)
+    paths: tuple[HostPathFact, ...] = ()
+
+    def fact_for(self, path: str) -> HostPathFact | None:
+        """The fact about `path` itself or the nearest parent path that has one."""
+        best: HostPathFact | None = None
+        for fact in self.paths:
+            p = fact.path.rstrip("/") or "/"
+            if (path == p or path.startswith(p + "/") or p == "/") and (
+                best is None or len(p) > len(best.path)
+            ):
+                best = fact
+        return best
+
+
+class LogKey(NamedTuple):
+    namespace: str
+    pod: str
+    container: str
+    previous: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Scope of a collection
+# ---------------------------------------------------------------------------------------------
+
+# Alert labels that name an object in scope, and the kind each one names.
+_SCOPE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "pod": "Pod",
+        "statefulset": "StatefulSet",
+        "deployment": "Deployment",
+        "daemonset": "DaemonSet",
+        "service": "Service",
+        "persistentvolumeclaim": "PersistentVolumeClaim",
+        "node": "Node",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What to collect: whole namespaces, plus the objects alerts named (for ordering/focus)."""
+
+    namespaces: tuple[str, ...]
+    focus: tuple[ObjectRef, ...] = ()
+
+    @classmethod
+    def from_alerts(cls, alerts: Iterable[Any], default_namespaces: Iterable[str]) -> Scope:
+        """Namespaces from config plus each alert's `namespace` label; focus from its object labels.
+
+        `alerts` are `bot.model.Alert` (anything with `.labels`)."""
+        namespaces = list(dict.fromkeys(default_namespaces))
+        focus: list[ObjectRef] = []
+        for alert in alerts:
+            labels: Mapping[str, str] = alert.labels
+            ns = labels.get("namespace")
+            if ns and ns not in namespaces:
+                namespaces.append(ns)
+            for label, kind in _SCOPE_LABELS.items():
+                name = labels.get(label)
+                if name:
+                    ref = ObjectRef(kind, name, None if kind == "Node" else ns)
+                    if ref not in focus:
+                        focus.append(ref)
+        return cls(namespaces=tuple(namespaces), focus=tuple(focus))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evidence
+# ---------------------------------------------------------------------------------------------
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything one diagnosis knows. Index helpers are computed once and cached (the value never
+    changes), so handlers stay linear in the size of the cluster."""
+
+    namespaces: tuple[str, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    events: tuple[Event, ...] = ()
+    services: tuple[Service, ...] = ()
+    endpoints: tuple[Endpoints, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    configmaps: tuple[ConfigMap, ...] = ()
+    pvcs: tuple[PersistentVolumeClaim, ...] = ()
+    pvs: tuple[PersistentVolume, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    storage_classes: tuple[StorageClass, ...] = ()
+    logs: Mapping[LogKey, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    hosts: tuple[HostFacts, ...] = ()
+    errors: tuple[str, ...] = ()
+    # When the evidence describes the cluster (collection time, or the newest timestamp in a bundle);
+    # lets handlers tell a fresh crash from an old, already-recovered one.
+    observed_at: datetime | None = None
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def log(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> tuple[str, ...]:
+        return self.logs.get(LogKey(namespace, pod, container, previous), ())
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        return self._pods_by_key.get((namespace, name))
+
+    def configmap(self, namespace: str, name: str) -> ConfigMap | None:
+        return self._configmaps_by_key.get((namespace, name))
+
+    def pvc(self, namespace: str, name: str) -> PersistentVolumeClaim | None:
+        return self._pvcs_by_key.get((namespace, name))
+
+    def pv(self, name: str) -> PersistentVolume | None:
+        return self._pvs_by_name.get(name)
+
+    def pv_for_claim(self, namespace: str, claim: str) -> PersistentVolume | None:
+        pvc = self.pvc(namespace, claim)
+        if pvc is not None and pvc.volume_name:
+            pv = self.pv(pvc.volume_name)
+            if pv is not None:
+                return pv
+        return self._pvs_by_claim.get((namespace, claim))
+
+    def node(self, name: str) -> Node | None:
+        return self._nodes_by_name.get(name)
+
+    def storage_class(self, name: str) -> StorageClass | None:
+        for sc in self.storage_classes:
+            if sc.meta.name == name:
+                return sc
+        return None
+
+    def workload(self, kind: str, namespace: str, name: str) -> Workload | None:
+        return self._workloads_by_key.get((kind, namespace, name))
+
+    def endpoints_for(self, namespace: str, service: str) -> Endpoints | None:
+        return self._endpoints_by_key.get((namespace, service))
+
+    def events_for(self, ref: ObjectRef) -> tuple[Event, ...]:
+        return self._events_by_object.get((ref.kind, ref.namespace or "", ref.name), ())
+
+    def host_facts(self, host: str) -> HostFacts | None:
+        for h in self.hosts:
+            if h.host == host:
+                return h
+        return None
+
+    def pods_in(self, namespace: str) -> tuple[Pod, ...]:
+        return self._pods_by_namespace.get(namespace, ())
+
+    def pods_selected_by(self, namespace: str, selector: Mapping[str, str]) -> tuple[Pod, ...]:
+        """Pods in `namespace` whose labels match every `selector` pair (empty selector: none).
+
+        Uses a (namespace, key, value) index, so cost is proportional to the matches, not the cluster."""
+        if not selector:
+            return ()
+        candidates: set[int] | None = None
+        for key, value in sorted(
+            selector.items(), key=lambda kv: len(self._label_index.get((namespace, *kv), ()))
+        ):
+            ids = self._label_index.get((namespace, key, value))
+            if not ids:
+                return ()
+            candidates = set(ids) if candidates is None else candidates & ids
+            if not candidates:
+                return ()
+        assert candidates is not None
+        return tuple(self.pods[i] for i in sorted(candidates))
+
+    def owning_workload(self, pod: Pod) -> Workload | None:
+        """The top-level controller of a pod: a ReplicaSet's Deployment when known, else the owner."""
+        owner = pod.meta.controller
+        if owner is None:
+            return None
+        workload = self.workload(owner.kind, pod.namespace, owner.name)
+        if workload is not None and workload.kind == "ReplicaSet":
+            parent = workload.meta.controller
+            if parent is not None:
+                return self.workload(parent.kind, pod.namespace, parent.name) or workload
+        if workload is None and owner.kind == "ReplicaSet" and "-" in owner.name:
+            # The ReplicaSet was not collected; its Deployment is named like it minus the hash.
+            return self.workload("Deployment", pod.namespace, owner.name.rsplit("-", 1)[0])
+        return workload
+
+    # -- cached indexes -----------------------------------------------------------------------
+
+    @functools.cached_property
+    def _pods_by_key(self) -> Mapping[tuple[str, str], Pod]:
+        return {(p.namespace, p.name): p for p in self.pods}
+
+    @functools.cached_property
+    def _pods_by_namespace(self) -> Mapping[str, tuple[Pod, ...]]:
+        out: dict[str, list[Pod]] = {}
+        for p in self.pods:
+            out.setdefault(p.namespace, []).append(p)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @functools.cached_property
+    def _label_index(self) -> Mapping[tuple[str, str, str], set[int]]:
+        index: dict[tuple[str, str, str], set[int]] = {}
+        for i, p in enumerate(self.pods):
+            ns = p.namespace
+            for k, v in p.meta.labels.items():
+                index.setdefault((ns, k, v), set()).add(i)
+        return index
+
+    @functools.cached_property
+    def _configmaps_by_key(self) -> Mapping[tuple[str, str], ConfigMap]:
+        return {(c.meta.namespace or "", c.meta.name): c for c in self.configmaps}
+
+    @functools.cached_property
+    def _pvcs_by_key(self) -> Mapping[tuple[str, str], PersistentVolumeClaim]:
+        return {(c.meta.namespace or "", c.meta.name): c for c in self.pvcs}
+
+    @functools.cached_property
+    def _pvs_by_name(self) -> Mapping[str, PersistentVolume]:
+        return {v.meta.name: v for v in self.pvs}
+
+    @functools.cached_property
+    def _pvs_by_claim(self) -> Mapping[tuple[str, str], PersistentVolume]:
+        return {(v.claim_namespace, v.claim_name): v for v in self.pvs if v.claim_name}
+
+    @functools.cached_property
+    def _nodes_by_name(self) -> Mapping[str, Node]:
+        return {n.meta.name: n for n in self.nodes}
+
+    @functools.cached_property
+    def _workloads_by_key(self) -> Mapping[tuple[str, str, str], Workload]:
+        return {(w.kind, w.meta.namespace or "", w.meta.name): w for w in self.workloads}
+
+    @functools.cached_property
+    def _endpoints_by_key(self) -> Mapping[tuple[str, str], Endpoints]:
+        out: dict[tuple[str, str], Endpoints] = {}
+        for e in self.endpoints:
+            key = (e.meta.namespace or "", e.meta.name)
+            # Prefer core Endpoints; merge several EndpointSlices of one Service.
+            prev = out.get(key)
+            if prev is None:
+                out[key] = e
+            elif prev.source == "EndpointSlice" and e.source == "EndpointSlice":
+                out[key] = Endpoints(
+                    meta=prev.meta,
+                    ready=prev.ready + e.ready,
+                    not_ready=prev.not_ready + e.not_ready,
+                    source="EndpointSlice",
+                    raw=prev.raw,
+                )
+            elif prev.source == "EndpointSlice":
+                out[key] = e
+        return out
+
+    @functools.cached_property
+    def _events_by_object(self) -> Mapping[tuple[str, str, str], tuple[Event, ...]]:
+        out: dict[tuple[str, str, str], list[Event]] = {}
+        for e in self.events:
+            key = (e.involved.kind, e.involved.namespace or "", e.involved.name)
+            out.setdefault(key, []).append(e)
+        return {k: tuple(v) for k, v in out.items()}
