@@ -735,6 +735,17 @@ class Store:
         ).fetchall()
         return self._with_alerts(rows)
 
+    async def count_incidents(self) -> dict[tuple[IncidentStatus, WorkState], int]:
+        """Number of incidents per (status, work state); absent pairs are 0. (Added by intake for
+        the pitcrew_incidents gauge, computed at each /metrics scrape.)"""
+        return await self._run(self._count_incidents)
+
+    def _count_incidents(self) -> dict[tuple[IncidentStatus, WorkState], int]:
+        rows = self._conn.execute(
+            "SELECT status, work_state, COUNT(*) FROM incidents GROUP BY status, work_state"
+        ).fetchall()
+        return {(IncidentStatus(r[0]), WorkState(r[1])): int(r[2]) for r in rows}
+
     async def claim_pending(self, limit: int) -> list[int]:
         """Claim up to `limit` PENDING incidents (oldest first) for this process's workers.
 
