@@ -264,3 +264,43 @@ def _fmt(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+@dataclass(frozen=True)
+class IntakeMetrics:
+    """The intake's own metrics, registered once per app and shared by the handler and the workers."""
+
+    webhooks_received: Counter
+    webhooks_rejected: Counter
+    webhook_duration: Histogram
+    incident_processing: Histogram
+    incident_processing_failures: Counter
+
+    @classmethod
+    def register(cls, registry: MetricsRegistry, rejection_reasons: Sequence[str]) -> IntakeMetrics:
+        rejected = registry.counter(
+            "pitcrew_webhooks_rejected_total",
+            "Alertmanager webhooks refused, by reason; nothing of them was stored.",
+            ["reason"],
+        )
+        rejected.preset(*({"reason": r} for r in rejection_reasons))
+        return cls(
+            webhooks_received=registry.counter(
+                "pitcrew_webhooks_received_total", "Alertmanager webhook requests received."
+            ),
+            webhooks_rejected=rejected,
+            webhook_duration=registry.histogram(
+                "pitcrew_webhook_duration_seconds",
+                "Time from receiving an Alertmanager webhook to answering it (commit included).",
+                ["outcome"],
+            ),
+            incident_processing=registry.histogram(
+                "pitcrew_incident_processing_duration_seconds",
+                "Time a background worker spent processing one incident.",
+                ["outcome"],
+            ),
+            incident_processing_failures=registry.counter(
+                "pitcrew_incident_processing_failures_total",
+                "Incident processing attempts that raised; the incident is retried with backoff.",
+            ),
+        )

@@ -1,0 +1,31 @@
+"""Every `web.AppKey` of the application, in one place.
+
+App state is typed through these keys (no module globals). Owners of other resources add their key
+here with a one-line addition next to their cleanup context in `bot/app.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.alertmanager import WebhookAuth
+    from bot.config import Config
+    from bot.metrics import IntakeMetrics, MetricsRegistry
+    from bot.store import Store
+    from bot.workers import IncidentWorkers, Processor
+
+# A readiness probe returns None when ready, else a one-line reason. /readyz runs them all.
+ReadinessProbe = Callable[[], Awaitable[str | None]]
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+METRICS: web.AppKey[MetricsRegistry] = web.AppKey("metrics")
+INTAKE_METRICS: web.AppKey[IntakeMetrics] = web.AppKey("intake_metrics")
+STORE: web.AppKey[Store] = web.AppKey("store")
+WEBHOOK_AUTH: web.AppKey[WebhookAuth] = web.AppKey("webhook_auth")
+PROCESSOR: web.AppKey[Processor] = web.AppKey("processor")
+WORKERS: web.AppKey[IncidentWorkers] = web.AppKey("workers")
+READINESS_PROBES: web.AppKey[list[tuple[str, ReadinessProbe]]] = web.AppKey("readiness_probes")
