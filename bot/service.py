@@ -1,0 +1,101 @@
+"""`pitcrew serve` and `pitcrew check-config`.
+
+`serve` loads the config, configures logging (with every configured secret redacted), builds the app
+and runs it until SIGTERM or SIGINT; shutdown (in-flight requests, workers, store) is bounded by
+`server.shutdown_timeout_seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from bot.app import InsecureWebhookConfig, create_app
+from bot.config import Config, ConfigError, load_config
+from bot.logging import configure_logging, secrets_in
+
+_log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def cli_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return EXIT_BAD_INPUT
+    print("ok")
+    return EXIT_OK
+
+
+def cli_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_BAD_INPUT
+    configure_logging(format=config.logging.format, level=config.logging.level, secrets=secrets_in(config))
+    try:
+        app = create_app(config, insecure_no_webhook_auth=args.insecure_no_webhook_auth)
+    except InsecureWebhookConfig as exc:
+        print(f"pitcrew serve: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return asyncio.run(serve(app, config))
+
+
+def _load(path: str) -> Config | None:
+    """The config, or None after printing why not (one line per problem, on stdout like `ok`)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return None
+    except OSError as exc:
+        print(f"{path}: cannot read config file: {exc.strerror or exc}")
+        return None
+
+
+async def serve(app: web.Application, config: Config) -> int:
+    """Run `app` on the configured address until SIGTERM/SIGINT; returns the exit code."""
+    server = config.server
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=server.shutdown_timeout_seconds)
+    try:
+        await runner.setup()  # runs every cleanup context's start-up half
+    except Exception:
+        _log.exception("start-up failed")
+        await runner.cleanup()
+        return EXIT_FAILED
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, server.listen_host, server.listen_port, reuse_address=True)
+        await site.start()
+        for address in runner.addresses:
+            _log.info("listening on http://%s:%s", *address[:2])
+        await stop.wait()
+        _log.info("shutting down (timeout %.0f s)", server.shutdown_timeout_seconds)
+    except Exception:
+        _log.exception("server failed")
+        return await _shutdown(runner, server.shutdown_timeout_seconds, EXIT_FAILED)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return await _shutdown(runner, server.shutdown_timeout_seconds, EXIT_OK)
+
+
+async def _shutdown(runner: web.AppRunner, timeout: float, code: int) -> int:
+    # aiohttp gives in-flight requests `shutdown_timeout`; the margin covers the cleanup contexts.
+    try:
+        await asyncio.wait_for(runner.cleanup(), timeout=timeout + 5.0)
+    except TimeoutError:
+        _log.error("shutdown did not finish within %.0f s; exiting anyway", timeout + 5.0)
+        return EXIT_FAILED
+    _log.info("stopped")
+    return code
