@@ -90,12 +90,12 @@ async def serve(app: web.Application, config: Config) -> int:
     return await _shutdown(runner, server.shutdown_timeout_seconds, EXIT_OK)
 
 
-async def _shutdown(runner: web.AppRunner, timeout: float, code: int) -> int:
+async def _shutdown(runner: web.AppRunner, grace_seconds: float, code: int) -> int:
     # aiohttp gives in-flight requests `shutdown_timeout`; the margin covers the cleanup contexts.
     try:
-        await asyncio.wait_for(runner.cleanup(), timeout=timeout + 5.0)
+        await asyncio.wait_for(runner.cleanup(), timeout=grace_seconds + 5.0)
     except TimeoutError:
-        _log.error("shutdown did not finish within %.0f s; exiting anyway", timeout + 5.0)
+        _log.error("shutdown did not finish within %.0f s; exiting anyway", grace_seconds + 5.0)
         return EXIT_FAILED
     _log.info("stopped")
     return code
