@@ -116,12 +116,13 @@ def call_from_http(method: str, url: str) -> ApiCall | None:
     namespaced = False
     if rest[0] == "namespaces" and len(rest) >= 3:
         namespaced, rest = True, rest[2:]
-    resource, name, subresource = rest[0], (rest[1] if len(rest) > 1 else ""), (rest[2] if len(rest) > 2 else "")
+    resource, name, subresource = (
+        rest[0],
+        (rest[1] if len(rest) > 1 else ""),
+        (rest[2] if len(rest) > 2 else ""),
+    )
     method = method.upper()
-    if not name:
-        verb = _COLLECTION_VERBS.get(method)
-    else:
-        verb = _ITEM_VERBS.get(method)
+    verb = _ITEM_VERBS.get(method) if name else _COLLECTION_VERBS.get(method)
     if verb is None:
         raise ValueError(f"unexpected {method} on {split.path!r}")
     if method == "GET" and query.get("watch", ["false"])[0] in ("true", "1"):
@@ -190,7 +191,9 @@ def bound_rules(objects: Sequence[Mapping[str, Any]], sa_namespace: str, sa_name
             continue
         subjects = binding.get("subjects") or []
         if not any(
-            s.get("kind") == "ServiceAccount" and s.get("name") == sa_name and s.get("namespace") == sa_namespace
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == sa_name
+            and s.get("namespace") == sa_namespace
             for s in subjects
         ):
             continue
@@ -201,9 +204,10 @@ def bound_rules(objects: Sequence[Mapping[str, Any]], sa_namespace: str, sa_name
         if role is None:
             raise AssertionError(f"{binding['kind']} {binding['metadata']['name']} refers to missing {ref}")
         where = f"{namespace}/" if namespace else ""
+        described = f"{binding['kind']} {where}{binding['metadata']['name']} -> {ref['kind']} {ref['name']}"
         out.append(
             BoundRules(
-                binding=f"{binding['kind']} {where}{binding['metadata']['name']} -> {ref['kind']} {ref['name']}",
+                binding=described,
                 namespace=namespace,
                 rules=tuple(role.get("rules") or ()),
             )
@@ -225,7 +229,9 @@ def ungranted(
             missing.append(call)
             continue
         for namespace in monitored_namespaces:
-            if not any(b.namespace == namespace and any(rule_grants(r, call) for r in b.rules) for b in bound):
+            if not any(
+                b.namespace == namespace and any(rule_grants(r, call) for r in b.rules) for b in bound
+            ):
                 missing.append(call)
                 break
     return missing
