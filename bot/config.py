@@ -168,10 +168,19 @@ class WebhookConfig:
 @dataclass(frozen=True)
 class WorkersConfig:
     concurrency: int = 4
+    # Pending incidents are also looked for at this interval (besides the webhook's wake-up).
+    poll_interval_seconds: float = 5.0
+    # A failing incident is retried after retry_delay_seconds, doubling each time, at most
+    # max_attempts times in all; then the failure is recorded on the incident.
+    max_attempts: int = 5
+    retry_delay_seconds: float = 2.0
 
     def validate(self) -> list[str]:
         problems: list[str] = []
         _at_least(problems, "concurrency", self.concurrency, 1)
+        _positive(problems, "poll_interval_seconds", self.poll_interval_seconds)
+        _at_least(problems, "max_attempts", self.max_attempts, 1)
+        _positive(problems, "retry_delay_seconds", self.retry_delay_seconds)
         return problems
 
 
