@@ -28,7 +28,7 @@ from bot.alertmanager import (
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
 from bot.store import Store
-from bot.workers import IncidentWorkers, Processor
+from bot.workers import IncidentWorkers, Processor, RetryPolicy
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -46,6 +46,7 @@ class InsecureWebhookConfig(Exception):
 
 def webhook_auth_from_config(config: Config) -> WebhookAuth:
     hook = config.webhook
+    # Secrets are revealed only here, into the object that compares them in constant time.
     return WebhookAuth(
         bearer_token=hook.bearer_token.reveal() if hook.bearer_token is not None else None,
         basic_username=hook.basic_username,
@@ -148,6 +149,10 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.STORE],
         processor,
         concurrency=config.workers.concurrency,
+        poll_interval_seconds=config.workers.poll_interval_seconds,
+        retry=RetryPolicy(
+            max_attempts=config.workers.max_attempts, base_delay_seconds=config.workers.retry_delay_seconds
+        ),
         metrics=app[keys.INTAKE_METRICS],
     )
     app[keys.WORKERS] = workers
