@@ -1,0 +1,198 @@
+"""Measure pitcrew's memory the way deploy/deployment.yaml's requests and limits were sized.
+
+Starts `pitcrew serve` with deploy/config.yaml (addresses and paths moved to loopback and a temp dir,
+the Kubernetes API and Slack's Web API answered by small local stand-ins), sends Alertmanager webhooks,
+lets the workers process them, then reads the process's resident memory from /proc/PID/status (VmRSS now,
+VmHWM the peak) and stops it with SIGTERM, timing the graceful shutdown.
+
+    python3 deploy/measure_memory.py [--webhooks 200]
+
+Loopback only; every wait is bounded. Prints one line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import ClientSession, ClientTimeout, web
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "measure-memory-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _kube_stub(request: web.Request) -> web.Response:
+    # An empty cluster: every list is empty, every object is absent.
+    parts = [p for p in request.path.split("/") if p]
+    is_list = len(parts) in (3, 5) or (parts[:1] == ["apis"] and len(parts) in (4, 6))
+    if request.method == "GET" and is_list:
+        return web.json_response({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []})
+    return web.json_response(
+        {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, status=404
+    )
+
+
+async def _slack_stub(request: web.Request) -> web.Response:
+    method = request.match_info["method"]
+    body: dict[str, Any] = {"ok": True}
+    if method == "auth.test":
+        body.update(user_id="UPITCREW", bot_id="BPITCREW", team_id="T1", url="https://example.slack.com/")
+    if method in ("chat.postMessage", "chat.update"):
+        body.update(channel="C1", ts=f"{time.time():.6f}")
+    return web.json_response(body)
+
+
+def _webhook(i: int) -> dict[str, Any]:
+    labels = {"alertname": "KubeServiceWithoutEndpoints", "namespace": "monitoring", "endpoint": f"svc-{i}"}
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="KubeServiceWithoutEndpoints", endpoint="svc-{i}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "pitcrew",
+        "groupLabels": labels,
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": "no endpoints"},
+        "externalURL": "http://alertmanager.invalid",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": "no endpoints"},
+                "startsAt": "2026-11-25T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.invalid/graph",
+                "fingerprint": f"{i:016x}",
+            }
+        ],
+    }
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+async def measure(webhooks: int) -> int:
+    stubs = web.Application()
+    stubs.router.add_route("POST", "/slack/api/{method}", _slack_stub)
+    stubs.router.add_route("*", "/{tail:.*}", _kube_stub)
+    runner = web.AppRunner(stubs)
+    await runner.setup()
+    stub_port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", stub_port).start()
+
+    with tempfile.TemporaryDirectory(prefix="pitcrew-measure-") as tmp:
+        config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text())
+        port = _free_port()
+        config["server"].update(listen_host="127.0.0.1", listen_port=port)
+        config["store"]["path"] = f"{tmp}/pitcrew.db"
+        config["remediation"]["backup_dir"] = f"{tmp}/backups"
+        kubeconfig = Path(tmp, "kubeconfig")
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{stub_port}"}}],
+                    "users": [{"name": "stub", "user": {"token": "stub"}}],
+                    "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
+                    "current-context": "stub",
+                }
+            )
+        )
+        config["cluster"].update(in_cluster=False, kubeconfig=str(kubeconfig))
+        config["slack"]["api_base_url"] = f"http://127.0.0.1:{stub_port}/slack/api/"
+        config_path = Path(tmp, "config.yaml")
+        config_path.write_text(yaml.safe_dump(config))
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env.update(
+            PITCREW_WEBHOOK_TOKEN=TOKEN,
+            SLACK_BOT_TOKEN="xoxb-measure",
+            SLACK_SIGNING_SECRET="measure-signing-secret",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--config", str(config_path)],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tmp, "stderr.log"), "w"),  # noqa: SIM115 - closed with the temp dir
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with ClientSession(timeout=ClientTimeout(total=10)) as http:
+                ready = False
+                for _ in range(200):  # up to ~20 s
+                    try:
+                        async with http.get(f"{base}/readyz") as resp:
+                            ready = resp.status == 200
+                    except OSError:
+                        ready = False
+                    if ready or proc.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                if not ready:
+                    print(Path(tmp, "stderr.log").read_text()[-3000:], file=sys.stderr)
+                    print("pitcrew did not become ready", file=sys.stderr)
+                    return 1
+                idle = _status_kib(proc.pid, "VmRSS")
+                headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+                for i in range(webhooks):
+                    async with http.post(
+                        f"{base}/webhooks/alertmanager", data=json.dumps(_webhook(i)), headers=headers
+                    ):
+                        pass
+                await asyncio.sleep(5.0)  # let the workers process the incidents
+                async with http.get(f"{base}/metrics") as resp:
+                    metrics = await resp.text()
+                rss = _status_kib(proc.pid, "VmRSS")
+                peak = _status_kib(proc.pid, "VmHWM")
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+            stopped = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            await runner.cleanup()
+        received = [
+            line for line in metrics.splitlines() if line.startswith("pitcrew_webhooks_received_total")
+        ]
+        print(f"idle RSS after start-up: {idle / 1024:.1f} MiB")
+        print(f"RSS after {webhooks} webhooks: {rss / 1024:.1f} MiB")
+        print(f"peak RSS (VmHWM): {peak / 1024:.1f} MiB")
+        print(f"webhooks counted by pitcrew: {received}")
+        print(f"SIGTERM -> exit {code} in {stopped:.1f} s")
+        return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--webhooks", type=int, default=200)
+    args = parser.parse_args()
+    return asyncio.run(measure(args.webhooks))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
