@@ -1,0 +1,102 @@
+"""Store fixtures: a fresh SQLite store per test (a real file, WAL), a settable clock, and builders of
+webhook payloads (the real `bot.alertmanager.WebhookPayload`) for intake tests.
+
+    async def test_x(tmp_store: Store, store_clock: FakeClock) -> None: ...
+    async def test_y(tmp_store_opener) -> None: s = await tmp_store_opener()   # same file each call
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from bot.alertmanager import WebhookPayload
+from bot.model import Alert
+from bot.store import Store
+
+
+class FakeClock:
+    """A wall clock the test moves by hand (TTLs, not_before, updated_at)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_alert(
+    fingerprint: str,
+    status: Literal["firing", "resolved"] = "firing",
+    *,
+    alertname: str = "PrometheusDown",
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    starts_at: str = "2026-11-24T10:00:00Z",
+    ends_at: str | None = None,
+) -> Alert:
+    return Alert(
+        fingerprint=fingerprint,
+        status=status,
+        labels={"alertname": alertname, "namespace": "monitoring", "fp": fingerprint, **(labels or {})},
+        annotations=dict(annotations or {"summary": f"{alertname} {fingerprint}"}),
+        starts_at=starts_at,
+        ends_at=ends_at if ends_at is not None or status == "firing" else "2026-11-24T11:00:00Z",
+        generator_url=f"http://prometheus.example/graph?g0.expr={alertname}",
+    )
+
+
+def make_payload(group_key: str, alerts: Sequence[Alert], **overrides: Any) -> WebhookPayload:
+    fields: dict[str, Any] = {
+        "version": "4",
+        "receiver": "pitcrew",
+        "status": "firing" if any(a.status == "firing" for a in alerts) else "resolved",
+        "alerts": tuple(alerts),
+        "group_labels": {"alertname": alerts[0].name if alerts else ""},
+        "common_labels": {"namespace": "monitoring", "severity": "critical"},
+        "common_annotations": {},
+        "external_url": "http://alertmanager.example:9093",
+        "group_key": group_key,
+        "truncated_alerts": 0,
+    }
+    fields.update(overrides)
+    return WebhookPayload(**fields)
+
+
+@pytest.fixture
+def store_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tmp_store_path(tmp_path: Path) -> Path:
+    return tmp_path / "pitcrew.db"
+
+
+@pytest.fixture
+async def tmp_store_opener(
+    tmp_store_path: Path, store_clock: FakeClock
+) -> AsyncIterator[Callable[..., Awaitable[Store]]]:
+    """Opens stores on the test's database file; every store opened is closed at the end."""
+    opened: list[Store] = []
+
+    async def _open(**kwargs: Any) -> Store:
+        kwargs.setdefault("clock", store_clock)
+        store = await Store.open(str(tmp_store_path), **kwargs)
+        opened.append(store)
+        return store
+
+    yield _open
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def tmp_store(tmp_store_opener: Callable[..., Awaitable[Store]]) -> Store:
+    return await tmp_store_opener()

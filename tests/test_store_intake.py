@@ -1,0 +1,423 @@
+"""Store: opening and migrations, and webhook intake (grouping, dedup, resolution, re-firing,
+idempotent re-delivery, atomicity), diagnosis claims and work states."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.model import (
+    Finding,
+    IncidentStatus,
+    JsonPatchOp,
+    ObjectRef,
+    PatchStep,
+    Plan,
+    Severity,
+    WorkState,
+)
+from bot.store import MIGRATIONS, Migration, SchemaTooNew, Store, StoreClosed
+from tests.support.store import FakeClock, make_alert, make_payload
+
+Opener = Callable[..., Awaitable[Store]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening, pragmas, migrations
+# ---------------------------------------------------------------------------------------------
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _versions(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+
+
+async def test_open_empty_file_creates_schema_in_wal_mode(
+    tmp_store_opener: Opener, tmp_store_path: Path
+) -> None:
+    store = await tmp_store_opener()
+    assert await store.pragma("journal_mode") == "wal"
+    assert await store.pragma("synchronous") == "1"  # NORMAL
+    assert await store.pragma("foreign_keys") == "1"
+    assert store.schema_version == len(MIGRATIONS)
+    expected = {
+        "schema_version",
+        "incidents",
+        "alerts",
+        "decisions",
+        "executions",
+        "execution_targets",
+        "backups",
+        "audit",
+        "outbox",
+        "slack_messages",
+        "locks",
+        "kv",
+    }
+    assert expected <= _tables(tmp_store_path)
+    assert _versions(tmp_store_path) == [m.version for m in MIGRATIONS]
+
+
+async def test_synchronous_full_is_applied(tmp_store_opener: Opener) -> None:
+    store = await tmp_store_opener(synchronous="full")
+    assert await store.pragma("synchronous") == "2"
+
+
+async def test_unknown_synchronous_value_is_refused(tmp_store_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous must be one of normal, full"):
+        await Store.open(str(tmp_store_path), synchronous="off")  # type: ignore[arg-type]
+
+
+async def test_reopen_keeps_data_and_does_not_rerun_migrations(
+    tmp_store_opener: Opener, tmp_store_path: Path
+) -> None:
+    first = await tmp_store_opener()
+    result = await first.record_webhook(make_payload("g1", [make_alert("a")]))
+    await first.set_kv("k", "v")
+    await first.close()
+
+    second = await tmp_store_opener()
+    incident = await second.get_incident(result.incident_id)
+    assert incident is not None and incident.group_key == "g1"
+    assert [a.fingerprint for a in incident.alerts] == ["a"]
+    assert await second.get_kv("k") == "v"
+    assert _versions(tmp_store_path) == [m.version for m in MIGRATIONS]
+
+
+async def test_appended_migration_is_applied_at_open_and_an_older_pitcrew_refuses_the_newer_schema(
+    tmp_store_opener: Opener, tmp_store_path: Path
+) -> None:
+    await (await tmp_store_opener()).close()
+    next_version = len(MIGRATIONS) + 1
+    newer = (*MIGRATIONS, Migration(next_version, "kv note", "ALTER TABLE kv ADD COLUMN note TEXT;"))
+    store = await tmp_store_opener(migrations=newer)
+    assert store.schema_version == next_version
+    await store.close()
+    with sqlite3.connect(tmp_store_path) as conn:
+        assert "note" in {r[1] for r in conn.execute("PRAGMA table_info(kv)")}
+    assert _versions(tmp_store_path)[-1] == next_version
+
+    with pytest.raises(SchemaTooNew, match=f"schema version {next_version} is newer"):
+        await Store.open(str(tmp_store_path))
+
+
+async def test_failing_migration_leaves_no_trace(tmp_store_opener: Opener, tmp_store_path: Path) -> None:
+    await (await tmp_store_opener()).close()
+    broken = (
+        *MIGRATIONS,
+        Migration(
+            len(MIGRATIONS) + 1,
+            "broken",
+            "CREATE TABLE half_done (a INTEGER); INSERT INTO nowhere VALUES (1);",
+        ),
+    )
+    with pytest.raises(sqlite3.OperationalError, match="nowhere"):
+        await Store.open(str(tmp_store_path), migrations=broken)
+    assert "half_done" not in _tables(tmp_store_path)
+    assert _versions(tmp_store_path) == [m.version for m in MIGRATIONS]
+
+
+async def test_a_closed_store_refuses_calls(tmp_store: Store) -> None:
+    await tmp_store.close()
+    assert not tmp_store.is_open
+    with pytest.raises(StoreClosed):
+        await tmp_store.get_kv("x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Intake
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_one_incident_per_group_key_with_its_alerts(tmp_store: Store) -> None:
+    a = await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), make_alert("b")]))
+    b = await tmp_store.record_webhook(make_payload("g2", [make_alert("a")]))
+    assert a.created and a.changed and a.pending
+    assert b.created and b.incident_id != a.incident_id
+
+    incident = await tmp_store.get_incident_by_group_key("g1")
+    assert incident is not None and incident.id == a.incident_id
+    assert incident.status is IncidentStatus.FIRING
+    assert incident.work_state is WorkState.PENDING
+    assert [x.fingerprint for x in incident.alerts] == ["a", "b"]
+    assert incident.alerts[0] == make_alert("a")
+    assert incident.common_labels == {"namespace": "monitoring", "severity": "critical"}
+    assert incident.receiver == "pitcrew" and incident.external_url == "http://alertmanager.example:9093"
+    assert await tmp_store.get_incident_by_group_key("nope") is None
+    assert await tmp_store.get_incident(9999) is None
+
+
+async def test_renotification_adds_new_alerts_and_updates_known_fingerprints(
+    tmp_store: Store, store_clock: FakeClock
+) -> None:
+    first = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    store_clock.advance(60)
+    updated_a = make_alert("a", annotations={"summary": "now with more detail"})
+    second = await tmp_store.record_webhook(make_payload("g1", [updated_a, make_alert("b")]))
+    assert second.incident_id == first.incident_id
+    assert not second.created and second.changed
+
+    incident = await tmp_store.get_incident(first.incident_id)
+    assert incident is not None
+    assert [x.fingerprint for x in incident.alerts] == ["a", "b"]  # not duplicated
+    assert incident.alerts[0].annotations == {"summary": "now with more detail"}
+    assert incident.updated_at == store_clock.now
+    with sqlite3.connect(tmp_store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 2
+
+
+async def test_identical_redelivery_changes_nothing(tmp_store: Store, store_clock: FakeClock) -> None:
+    payload = make_payload("g1", [make_alert("a"), make_alert("b", "resolved")])
+    first = await tmp_store.record_webhook(payload)
+    before = await tmp_store.get_incident(first.incident_id)
+    store_clock.advance(120)
+    again = await tmp_store.record_webhook(payload)
+    assert again == dataclasses.replace(first, created=False, changed=False, pending=False)
+    assert await tmp_store.get_incident(first.incident_id) == before
+
+
+async def test_incident_resolves_when_every_alert_is_resolved(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), make_alert("b")]))
+    await tmp_store.set_work_state(result.incident_id, WorkState.DIAGNOSED)
+
+    partial = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", "resolved"), make_alert("b")])
+    )
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert partial.changed and not partial.pending
+    assert incident is not None and incident.status is IncidentStatus.FIRING
+    assert [x.status for x in incident.alerts] == ["resolved", "firing"]
+    assert incident.alerts[0].ends_at == "2026-11-24T11:00:00Z"
+
+    # Alertmanager may send only the newly resolved alert; the earlier resolved one stays resolved.
+    done = await tmp_store.record_webhook(make_payload("g1", [make_alert("b", "resolved")]))
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert done.changed and not done.pending
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+    # Resolution never requeues a diagnosis.
+    assert incident.work_state is WorkState.DIAGNOSED
+
+
+async def test_new_firing_alert_refires_a_resolved_incident_and_requeues_it(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.save_diagnosis(result.incident_id, [], dry_run_diff=None, error=None)
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
+
+    refire = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", "resolved"), make_alert("c")])
+    )
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert refire.changed and refire.pending
+    assert incident is not None
+    assert incident.status is IncidentStatus.FIRING
+    assert incident.work_state is WorkState.PENDING
+
+
+async def test_resolved_alert_firing_again_with_new_start_requeues(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.save_diagnosis(result.incident_id, [], dry_run_diff=None, error=None)
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
+
+    again = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", starts_at="2026-11-24T12:00:00Z")])
+    )
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert again.changed and again.pending
+    assert incident is not None and incident.status is IncidentStatus.FIRING
+    assert incident.work_state is WorkState.PENDING
+    assert len(incident.alerts) == 1 and incident.alerts[0].starts_at == "2026-11-24T12:00:00Z"
+
+
+async def test_late_firing_notice_for_an_already_resolved_period_is_ignored(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
+    late = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))  # same startsAt
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert not late.changed
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+
+
+async def test_new_firing_alert_does_not_disturb_an_executing_incident(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    assert await tmp_store.set_work_state(result.incident_id, WorkState.EXECUTING)
+    more = await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), make_alert("b")]))
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert more.changed and not more.pending
+    assert incident is not None and incident.work_state is WorkState.EXECUTING
+    assert len(incident.alerts) == 2
+
+
+async def test_group_level_changes_are_stored_without_requeue(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.set_work_state(result.incident_id, WorkState.DIAGNOSED)
+    changed = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a")], common_annotations={"runbook": "x"}, truncated_alerts=3)
+    )
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert changed.changed and not changed.pending
+    assert incident is not None and incident.common_annotations == {"runbook": "x"}
+    assert incident.work_state is WorkState.DIAGNOSED
+
+
+async def test_payload_failing_midway_stores_nothing_for_a_new_incident(tmp_store: Store) -> None:
+    # The second alert violates NOT NULL (starts_at) after the incident and first alert were written.
+    bad = dataclasses.replace(make_alert("b"), starts_at=None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), bad]))
+    assert await tmp_store.get_incident_by_group_key("g1") is None
+    with sqlite3.connect(tmp_store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] == 0
+    # The store is still usable and the same group can be stored afterwards.
+    ok = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    assert ok.created
+
+
+async def test_payload_failing_midway_leaves_an_existing_incident_untouched(
+    tmp_store: Store, store_clock: FakeClock
+) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.set_work_state(result.incident_id, WorkState.DIAGNOSED)
+    before = await tmp_store.get_incident(result.incident_id)
+    store_clock.advance(30)
+    bad = dataclasses.replace(make_alert("z"), starts_at=None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        await tmp_store.record_webhook(
+            make_payload(
+                "g1", [make_alert("a", "resolved"), make_alert("b"), bad], common_annotations={"x": "y"}
+            )
+        )
+    assert await tmp_store.get_incident(result.incident_id) == before
+
+
+async def test_list_incidents_filters_and_orders_newest_first(
+    tmp_store: Store, store_clock: FakeClock
+) -> None:
+    ids = []
+    for index in range(4):
+        store_clock.advance(10)
+        ids.append((await tmp_store.record_webhook(make_payload(f"g{index}", [make_alert("a")]))).incident_id)
+    store_clock.advance(10)
+    await tmp_store.record_webhook(make_payload("g0", [make_alert("a", "resolved")]))  # updated now
+    await tmp_store.set_work_state(ids[1], WorkState.DIAGNOSED)
+
+    assert [i.id for i in await tmp_store.list_incidents()] == ids[::-1]
+    assert [i.id for i in await tmp_store.list_incidents(limit=2)] == ids[:1:-1]
+    assert [i.id for i in await tmp_store.list_incidents(status=IncidentStatus.RESOLVED)] == [ids[0]]
+    firing = await tmp_store.list_incidents(status=IncidentStatus.FIRING, work_states=[WorkState.PENDING])
+    assert [i.id for i in firing] == [ids[3], ids[2]]
+    assert await tmp_store.list_incidents(work_states=[]) == []
+    recent = await tmp_store.list_incidents(since=store_clock.now)
+    assert {i.id for i in recent} == {ids[0], ids[1]}  # both were updated at the latest time
+    assert all(len(i.alerts) == 1 for i in await tmp_store.list_incidents())
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnosis claims and work states
+# ---------------------------------------------------------------------------------------------
+
+
+def _finding() -> Finding:
+    target = ObjectRef("StatefulSet", "prometheus", "monitoring")
+    return Finding(
+        code="prometheus-storage-permission",
+        severity=Severity.CRITICAL,
+        summary="Prometheus cannot open /prometheus/lock",
+        objects=(target,),
+        evidence=("open /prometheus/lock: permission denied",),
+        plan=Plan(
+            steps=(
+                PatchStep(
+                    target=target,
+                    ops=(JsonPatchOp("add", "/spec/template/spec/securityContext/fsGroup", 65534),),
+                    description="set fsGroup",
+                ),
+            ),
+            validation=("prometheus-ready",),
+        ),
+    )
+
+
+async def test_claim_pending_claims_each_incident_once(tmp_store: Store) -> None:
+    ids = [
+        (await tmp_store.record_webhook(make_payload(f"g{i}", [make_alert("a")]))).incident_id
+        for i in range(3)
+    ]
+    assert await tmp_store.claim_pending(2) == ids[:2]
+    assert await tmp_store.claim_pending(10) == ids[2:]
+    assert await tmp_store.claim_pending(10) == []
+
+
+async def test_pending_incidents_are_found_again_after_reopening(tmp_store_opener: Opener) -> None:
+    first = await tmp_store_opener()
+    ids = [
+        (await first.record_webhook(make_payload(f"g{i}", [make_alert("a")]))).incident_id for i in range(3)
+    ]
+    assert await first.claim_pending(10) == ids  # claimed, then the process "dies"
+    await first.save_diagnosis(ids[0], [], dry_run_diff=None, error=None)
+    await first.close()
+
+    second = await tmp_store_opener()
+    assert await second.claim_pending(10) == ids[1:]
+
+
+async def test_a_claim_expires_after_its_ttl(tmp_store_opener: Opener, store_clock: FakeClock) -> None:
+    store = await tmp_store_opener(claim_ttl_seconds=60)
+    result = await store.record_webhook(make_payload("g1", [make_alert("a")]))
+    assert await store.claim_pending(10) == [result.incident_id]
+    store_clock.advance(59)
+    assert await store.claim_pending(10) == []
+    store_clock.advance(2)
+    assert await store.claim_pending(10) == [result.incident_id]
+
+
+async def test_save_diagnosis_stores_findings_and_marks_diagnosed(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    assert await tmp_store.claim_pending(1) == [result.incident_id]
+    await tmp_store.save_diagnosis(
+        result.incident_id, [_finding()], dry_run_diff="--- a\n+++ b\n", error=None
+    )
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None
+    assert incident.work_state is WorkState.DIAGNOSED
+    assert incident.findings == (_finding(),)
+    assert incident.dry_run_diff == "--- a\n+++ b\n"
+    assert incident.diagnosis_error is None
+    assert await tmp_store.claim_pending(10) == []
+
+
+async def test_requeue_during_diagnosis_keeps_the_incident_pending(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    assert await tmp_store.claim_pending(1) == [result.incident_id]
+    # A new firing alert arrives while the worker is diagnosing.
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), make_alert("b")]))
+    await tmp_store.save_diagnosis(result.incident_id, [_finding()], dry_run_diff=None, error=None)
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.work_state is WorkState.PENDING
+    assert incident.findings == (_finding(),)
+    assert await tmp_store.claim_pending(10) == [result.incident_id]
+
+
+async def test_set_work_state_is_compare_and_set(tmp_store: Store) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    iid = result.incident_id
+    assert not await tmp_store.set_work_state(iid, WorkState.EXECUTING, expected=[WorkState.DIAGNOSED])
+    assert await tmp_store.set_work_state(iid, WorkState.DIAGNOSED, expected=[WorkState.PENDING])
+    assert await tmp_store.set_work_state(iid, WorkState.EXECUTING, expected=[WorkState.DIAGNOSED])
+    assert not await tmp_store.set_work_state(iid, WorkState.EXECUTING, expected=[WorkState.DIAGNOSED])
+    assert not await tmp_store.set_work_state(iid, WorkState.DIAGNOSED, expected=[])
+    assert not await tmp_store.set_work_state(9999, WorkState.DIAGNOSED)
+    incident = await tmp_store.get_incident(iid)
+    assert incident is not None and incident.work_state is WorkState.EXECUTING
+    # Setting PENDING requeues for diagnosis.
+    assert await tmp_store.set_work_state(iid, WorkState.PENDING)
+    assert await tmp_store.claim_pending(5) == [iid]
