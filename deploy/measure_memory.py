@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from aiohttp import ClientSession, ClientTimeout, web
@@ -93,7 +93,52 @@ def _status_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
-async def measure(webhooks: int) -> int:
+def _tail(tmp: str) -> str:
+    return Path(tmp, "stderr.log").read_text()[-3000:]
+
+
+def _write_config(tmp: str, stub_port: int) -> tuple[Path, int]:
+    """deploy/config.yaml with the address, the paths, the cluster and Slack moved to loopback/tmp."""
+    config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text())
+    port = _free_port()
+    config["server"].update(listen_host="127.0.0.1", listen_port=port)
+    config["store"]["path"] = f"{tmp}/pitcrew.db"
+    config["remediation"]["backup_dir"] = f"{tmp}/backups"
+    kubeconfig = Path(tmp, "kubeconfig")
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{stub_port}"}}],
+                "users": [{"name": "stub", "user": {"token": "stub"}}],
+                "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
+                "current-context": "stub",
+            }
+        )
+    )
+    config["cluster"].update(in_cluster=False, kubeconfig=str(kubeconfig))
+    config["slack"]["api_base_url"] = f"http://127.0.0.1:{stub_port}/slack/api/"
+    config_path = Path(tmp, "config.yaml")
+    config_path.write_text(yaml.safe_dump(config))
+    return config_path, port
+
+
+async def _wait_ready(http: ClientSession, base: str, proc: asyncio.subprocess.Process) -> bool:
+    for _ in range(200):  # up to ~20 s
+        try:
+            async with http.get(f"{base}/readyz") as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        if proc.returncode is not None:
+            return False
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def measure(webhooks: int, tmp: str, stderr: IO[str]) -> int:
     stubs = web.Application()
     stubs.router.add_route("POST", "/slack/api/{method}", _slack_stub)
     stubs.router.add_route("*", "/{tail:.*}", _kube_stub)
@@ -101,97 +146,68 @@ async def measure(webhooks: int) -> int:
     await runner.setup()
     stub_port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", stub_port).start()
-
-    with tempfile.TemporaryDirectory(prefix="pitcrew-measure-") as tmp:
-        config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text())
-        port = _free_port()
-        config["server"].update(listen_host="127.0.0.1", listen_port=port)
-        config["store"]["path"] = f"{tmp}/pitcrew.db"
-        config["remediation"]["backup_dir"] = f"{tmp}/backups"
-        kubeconfig = Path(tmp, "kubeconfig")
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{stub_port}"}}],
-                    "users": [{"name": "stub", "user": {"token": "stub"}}],
-                    "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-                    "current-context": "stub",
-                }
-            )
-        )
-        config["cluster"].update(in_cluster=False, kubeconfig=str(kubeconfig))
-        config["slack"]["api_base_url"] = f"http://127.0.0.1:{stub_port}/slack/api/"
-        config_path = Path(tmp, "config.yaml")
-        config_path.write_text(yaml.safe_dump(config))
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.update(
-            PITCREW_WEBHOOK_TOKEN=TOKEN,
-            SLACK_BOT_TOKEN="xoxb-measure",
-            SLACK_SIGNING_SECRET="measure-signing-secret",
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--config", str(config_path)],
-            env=env,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=open(Path(tmp, "stderr.log"), "w"),  # noqa: SIM115 - closed with the temp dir
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with ClientSession(timeout=ClientTimeout(total=10)) as http:
-                ready = False
-                for _ in range(200):  # up to ~20 s
-                    try:
-                        async with http.get(f"{base}/readyz") as resp:
-                            ready = resp.status == 200
-                    except OSError:
-                        ready = False
-                    if ready or proc.poll() is not None:
-                        break
-                    await asyncio.sleep(0.1)
-                if not ready:
-                    print(Path(tmp, "stderr.log").read_text()[-3000:], file=sys.stderr)
-                    print("pitcrew did not become ready", file=sys.stderr)
-                    return 1
-                idle = _status_kib(proc.pid, "VmRSS")
-                headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-                for i in range(webhooks):
-                    async with http.post(
-                        f"{base}/webhooks/alertmanager", data=json.dumps(_webhook(i)), headers=headers
-                    ):
-                        pass
-                await asyncio.sleep(5.0)  # let the workers process the incidents
-                async with http.get(f"{base}/metrics") as resp:
-                    metrics = await resp.text()
-                rss = _status_kib(proc.pid, "VmRSS")
-                peak = _status_kib(proc.pid, "VmHWM")
-            started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=60)
-            stopped = time.monotonic() - started
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-            await runner.cleanup()
-        received = [
-            line for line in metrics.splitlines() if line.startswith("pitcrew_webhooks_received_total")
-        ]
-        print(f"idle RSS after start-up: {idle / 1024:.1f} MiB")
-        print(f"RSS after {webhooks} webhooks: {rss / 1024:.1f} MiB")
-        print(f"peak RSS (VmHWM): {peak / 1024:.1f} MiB")
-        print(f"webhooks counted by pitcrew: {received}")
-        print(f"SIGTERM -> exit {code} in {stopped:.1f} s")
-        return 0
+    config_path, port = _write_config(tmp, stub_port)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PITCREW_WEBHOOK_TOKEN": TOKEN,
+        "SLACK_BOT_TOKEN": "xoxb-measure",
+        "SLACK_SIGNING_SECRET": "measure-signing-secret",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "serve", "--config", str(config_path),
+        env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=stderr,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=10)) as http:
+            if not await _wait_ready(http, base, proc):
+                print(_tail(tmp), file=sys.stderr)
+                print("pitcrew did not become ready", file=sys.stderr)
+                return 1
+            idle = _status_kib(proc.pid, "VmRSS")
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+            for i in range(webhooks):
+                body = json.dumps(_webhook(i))
+                async with http.post(f"{base}/webhooks/alertmanager", data=body, headers=headers) as resp:
+                    if resp.status != 200:
+                        print(f"webhook {i}: HTTP {resp.status} {await resp.text()}", file=sys.stderr)
+            await asyncio.sleep(5.0)  # let the workers process the incidents
+            async with http.get(f"{base}/metrics") as resp:
+                metrics = await resp.text()
+            rss = _status_kib(proc.pid, "VmRSS")
+            peak = _status_kib(proc.pid, "VmHWM")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), timeout=60)
+        stopped = time.monotonic() - started
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await runner.cleanup()
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(("pitcrew_webhooks_received_total", "pitcrew_incidents{"))
+    ]
+    print(f"idle RSS after start-up: {idle / 1024:.1f} MiB")
+    print(f"RSS after {webhooks} webhooks: {rss / 1024:.1f} MiB")
+    print(f"peak RSS (VmHWM): {peak / 1024:.1f} MiB")
+    print("pitcrew's own counts:", *counted, sep="\n  ")
+    print(f"SIGTERM -> exit {code} in {stopped:.1f} s")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--webhooks", type=int, default=200)
     args = parser.parse_args()
-    return asyncio.run(measure(args.webhooks))
+    with (
+        tempfile.TemporaryDirectory(prefix="pitcrew-measure-") as tmp,
+        Path(tmp, "stderr.log").open("w") as stderr,
+    ):
+        return asyncio.run(measure(args.webhooks, tmp, stderr))
 
 
 if __name__ == "__main__":

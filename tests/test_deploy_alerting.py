@@ -146,6 +146,7 @@ def _expected(alert: str, labels: dict[str, str], value: str = "") -> dict[str, 
 def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
     shutil.copy(RULES, tmp_path / "rules.yaml")
     mon = 'namespace="monitoring"'
+    addr = "kube_endpoint_address"
     own = 'namespace="pitcrew"'
     tests = {
         "rule_files": ["rules.yaml"],
@@ -163,15 +164,15 @@ def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
                         "series": f'kube_endpoint_address_available{{{mon},endpoint="grafana"}}',
                         "values": "1x20",
                     },
-                    # Newer kube-state-metrics: loki exists, with only a not-ready address; alertmanager ready.
+                    # Newer kube-state-metrics: loki has a not-ready address only; alertmanager a ready one.
                     {"series": f'kube_endpoint_info{{{mon},endpoint="loki"}}', "values": "1x20"},
                     {
-                        "series": f'kube_endpoint_address{{{mon},endpoint="loki",ip="10.0.0.7",ready="false"}}',
+                        "series": f'{addr}{{{mon},endpoint="loki",ip="10.0.0.7",ready="false"}}',
                         "values": "1x20",
                     },
                     {"series": f'kube_endpoint_info{{{mon},endpoint="alertmanager"}}', "values": "1x20"},
                     {
-                        "series": f'kube_endpoint_address{{{mon},endpoint="alertmanager",ip="10.0.0.8",ready="true"}}',
+                        "series": f'{addr}{{{mon},endpoint="alertmanager",ip="10.0.0.8",ready="true"}}',
                         "values": "1x20",
                     },
                     # pitcrew's own metrics.

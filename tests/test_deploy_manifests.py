@@ -215,7 +215,7 @@ def test_probes_ports_and_grace_period_match_the_app_and_config(
     assert port["containerPort"] == config.server.listen_port and port["name"] == "http"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    # bot/service.py bounds shutdown by shutdown_timeout_seconds + 5 s of cleanup; the kubelet must wait longer.
+    # bot/service.py bounds shutdown by shutdown_timeout_seconds + 5 s of cleanup; the kubelet waits longer.
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > config.server.shutdown_timeout_seconds + 5
     assert config.server.listen_host == "0.0.0.0"
@@ -350,5 +350,5 @@ def test_adding_a_monitored_namespace_as_the_readme_says(tmp_path: Path) -> None
 def test_a_broken_kustomization_fails_to_render(tmp_path: Path) -> None:
     copy = _copy_deploy(tmp_path)
     (copy / "service.yaml").unlink()
-    with pytest.raises(RuntimeError, match="service.yaml"):
+    with pytest.raises(RuntimeError, match=r"service\.yaml"):
         render(copy)
