@@ -4,4 +4,6 @@ register a fixture module by adding it to pytest_plugins (one line each)."""
 pytest_plugins: list[str] = [
     "tests.support.store",
     "tests.support.sshd",
+    "tests.support.alertmanager",
+    "tests.support.kube",
 ]

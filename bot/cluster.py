@@ -1,0 +1,538 @@
+"""The Kubernetes adapter: the only module that imports `kubernetes`.
+
+`Cluster` is an async facade over the official client. The client is synchronous (urllib3), so each
+call runs in a worker thread via `asyncio.to_thread`, behind a semaphore that bounds how many run at
+once. Why threads and not kubernetes_asyncio: the product card ships the official `kubernetes`
+package (its config loading, in-cluster auth and token refresh are the reference implementation), and
+a handful of bounded, time-limited calls per diagnosis gains nothing from a second client stack.
+
+Reads never deserialise into the client's models: those validate strictly and reject the partial
+objects real clusters and bundles contain. Every read asks for the raw JSON (`_preload_content=False`)
+and hands plain dicts to `bot.k8s_objects`, the one parser shared with the bundle reader.
+
+Shape of the class (the remediation engineer adds write methods in the marked section at the end):
+- `Cluster(api_client, settings)`; `Cluster.connect(...)` / `Cluster.from_config(config)` build one;
+  `await cluster.close()` (or `async with`).
+- `self._run(fn, *args, **kwargs)`: run one blocking client call in a thread, bounded and with
+  `_request_timeout` added. Raises `ClusterError` (with `.status`, `.temporary`) on failure.
+- `self._json(fn, *args, **kwargs)`: `_run` with `_preload_content=False`, returns the parsed JSON.
+- `self.core` (CoreV1Api), `self.apps` (AppsV1Api), `self.discovery`, `self.storage` API objects.
+- read side: `ping()`, `collect(scope)`, `get_object(ref)`, `list_pods(namespace)`, `read_log(...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from bot.evidence import (
+    ConfigMap,
+    Evidence,
+    LogKey,
+    Node,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    Pod,
+    Scope,
+    StorageClass,
+    Workload,
+)
+from bot.k8s_objects import ObjectError, ParsedObject, build_evidence, parse_object
+from bot.model import ObjectRef
+from bot.redact import redact_lines
+
+log = logging.getLogger(__name__)
+
+# The config loaders are untyped; name them once with a type so strict mypy holds everywhere else.
+_load_incluster_config: Any = kubernetes.config.load_incluster_config
+_load_kube_config: Any = kubernetes.config.load_kube_config
+
+T = TypeVar("T")
+
+
+class ClusterError(Exception):
+    """A failed API call. `temporary` says whether retrying can help (timeouts, 5xx, 429)."""
+
+    def __init__(self, message: str, *, status: int | None = None, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.temporary = temporary
+
+
+class ClusterSettings(Protocol):
+    """The `cluster` config section as this adapter reads it (bot.config owns the real class)."""
+
+    @property
+    def kubeconfig(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def in_cluster(self) -> str: ...
+    @property
+    def namespaces(self) -> Any: ...
+    @property
+    def request_timeout_seconds(self) -> float: ...
+    @property
+    def log_tail_lines(self) -> int: ...
+    @property
+    def log_concurrency(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    request_timeout_seconds: float = 10.0
+    log_tail_lines: int = 100
+    log_concurrency: int = 4
+    api_concurrency: int = 8  # calls in flight at once (worker threads in use)
+    max_log_containers: int = 50  # bound on log reads per collection, whatever the outage size
+
+
+# kind -> (API attribute, namespaced list method, cluster-wide list method, RBAC resource name)
+_NAMESPACED_KINDS: tuple[tuple[str, str, str, str], ...] = (
+    ("Pod", "core", "list_namespaced_pod", "pods"),
+    ("Event", "core", "list_namespaced_event", "events"),
+    ("Service", "core", "list_namespaced_service", "services"),
+    ("Endpoints", "core", "list_namespaced_endpoints", "endpoints"),
+    ("EndpointSlice", "discovery", "list_namespaced_endpoint_slice", "endpointslices"),
+    ("StatefulSet", "apps", "list_namespaced_stateful_set", "statefulsets"),
+    ("Deployment", "apps", "list_namespaced_deployment", "deployments"),
+    ("DaemonSet", "apps", "list_namespaced_daemon_set", "daemonsets"),
+    ("ReplicaSet", "apps", "list_namespaced_replica_set", "replicasets"),
+    ("ConfigMap", "core", "list_namespaced_config_map", "configmaps"),
+    ("PersistentVolumeClaim", "core", "list_namespaced_persistent_volume_claim", "persistentvolumeclaims"),
+)
+_CLUSTER_KINDS: tuple[tuple[str, str, str, str], ...] = (
+    ("Node", "core", "list_node", "nodes"),
+    ("PersistentVolume", "core", "list_persistent_volume", "persistentvolumes"),
+    ("StorageClass", "storage", "list_storage_class", "storageclasses"),
+)
+# Kinds whose API may legitimately be absent: a 404 on their list is not worth reporting.
+_OPTIONAL_KINDS = frozenset({"EndpointSlice"})
+
+# get by kind, for get_object()
+_GETTERS: Mapping[str, tuple[str, str, bool]] = {
+    "Pod": ("core", "read_namespaced_pod", True),
+    "Service": ("core", "read_namespaced_service", True),
+    "Endpoints": ("core", "read_namespaced_endpoints", True),
+    "ConfigMap": ("core", "read_namespaced_config_map", True),
+    "PersistentVolumeClaim": ("core", "read_namespaced_persistent_volume_claim", True),
+    "StatefulSet": ("apps", "read_namespaced_stateful_set", True),
+    "Deployment": ("apps", "read_namespaced_deployment", True),
+    "DaemonSet": ("apps", "read_namespaced_daemon_set", True),
+    "ReplicaSet": ("apps", "read_namespaced_replica_set", True),
+    "Node": ("core", "read_node", False),
+    "PersistentVolume": ("core", "read_persistent_volume", False),
+}
+
+
+def _reason(exc: ApiException) -> str:
+    status = exc.status
+    if status == 403:
+        return "forbidden"
+    if status == 401:
+        return "unauthorized"
+    if status == 404:
+        return "not found"
+    try:
+        body = json.loads(exc.body or "{}")
+        message = str(body.get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return f"HTTP {status}" + (f": {message[:200]}" if message else "")
+
+
+def _log_targets(pods: Iterable[Pod]) -> Iterable[LogKey]:
+    """Containers worth reading logs of: not ready, restarted, or terminated (current and previous)."""
+    for pod in pods:
+        for status in pod.container_statuses + pod.init_container_statuses:
+            if status.init and status.state.state == "terminated" and status.state.exit_code == 0:
+                continue  # a finished init container did its job
+            unhealthy = (not status.ready and not status.init) or status.state.state == "terminated"
+            restarted = status.restart_count > 0 or status.last_state is not None
+            if status.init and status.state.state == "waiting" and status.restart_count > 0:
+                unhealthy = True
+            if not (unhealthy or restarted):
+                continue
+            if status.state.state in ("running", "terminated"):
+                yield LogKey(pod.namespace, pod.name, status.name, False)
+            if restarted:
+                yield LogKey(pod.namespace, pod.name, status.name, True)
+
+
+def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
+    """Keep what the pods in scope need: referenced ConfigMaps, PVs bound to their claims, their
+    nodes and storage classes. Whole namespaces are listed (one call each); this trims the rest."""
+    pods = [o for o in objects if isinstance(o, Pod)]
+    workloads = [o for o in objects if isinstance(o, Workload)]
+    pvcs = [o for o in objects if isinstance(o, PersistentVolumeClaim)]
+    configmaps: set[tuple[str, str]] = set()
+    for ns, spec in [(p.namespace, p.spec) for p in pods] + [
+        (w.meta.namespace or "", w.template) for w in workloads
+    ]:
+        for v in spec.volumes:
+            if v.config_map:
+                configmaps.add((ns, v.config_map))
+        for c in spec.containers + spec.init_containers:
+            for ref in c.env_refs:
+                if ref.kind == "ConfigMap":
+                    configmaps.add((ns, ref.name))
+    claims = {(c.meta.namespace or "", c.meta.name) for c in pvcs}
+    volume_names = {c.volume_name for c in pvcs if c.volume_name}
+    node_names = {p.node_name for p in pods if p.node_name}
+    storage_classes = {c.storage_class for c in pvcs if c.storage_class}
+    kept: list[ParsedObject] = []
+    for o in objects:
+        if isinstance(o, ConfigMap) and (o.meta.namespace or "", o.meta.name) not in configmaps:
+            continue
+        if isinstance(o, PersistentVolume):
+            if o.meta.name not in volume_names and (o.claim_namespace, o.claim_name) not in claims:
+                continue
+            node_names.update(o.node_names)
+            if o.storage_class:
+                storage_classes.add(o.storage_class)
+        kept.append(o)
+    return [
+        o
+        for o in kept
+        if not (isinstance(o, Node) and o.meta.name not in node_names)
+        and not (isinstance(o, StorageClass) and o.meta.name not in storage_classes)
+    ]
+
+
+class Cluster:
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, options: CollectOptions | None = None
+    ) -> None:
+        self.api_client = api_client
+        self.options = options or CollectOptions()
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.apps = kubernetes.client.AppsV1Api(api_client)
+        self.discovery = kubernetes.client.DiscoveryV1Api(api_client)
+        self.storage = kubernetes.client.StorageV1Api(api_client)
+        self.version_api = kubernetes.client.VersionApi(api_client)
+        self._limit = asyncio.Semaphore(max(1, self.options.api_concurrency))
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        in_cluster: Literal["auto", "true", "false"] | str | bool = "auto",
+        options: CollectOptions | None = None,
+    ) -> Cluster:
+        """In-cluster service account, or a kubeconfig file and context.
+
+        `in_cluster="auto"`: in-cluster when running in a pod (service host variable set) and no
+        kubeconfig was given, else kubeconfig (the file given, $KUBECONFIG, ~/.kube/config)."""
+        configuration = kubernetes.client.Configuration()
+        mode = str(in_cluster).lower()
+        use_in_cluster = mode == "true" or (
+            mode == "auto" and kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        )
+        try:
+            if use_in_cluster:
+                _load_incluster_config(client_configuration=configuration)
+            else:
+                _load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as exc:
+            where = (
+                "in-cluster service account" if use_in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
+            )
+            raise ClusterError(f"cannot load {where}: {exc}", temporary=False) from None
+        # A diagnosis must not hang on a dead API server: one retry at most, then report.
+        configuration.retries = 1
+        return cls(kubernetes.client.ApiClient(configuration), options)
+
+    @classmethod
+    def from_config(cls, settings: ClusterSettings) -> Cluster:
+        return cls.connect(
+            kubeconfig=settings.kubeconfig,
+            context=settings.context,
+            in_cluster=settings.in_cluster,
+            options=CollectOptions(
+                request_timeout_seconds=settings.request_timeout_seconds,
+                log_tail_lines=settings.log_tail_lines,
+                log_concurrency=settings.log_concurrency,
+            ),
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.api_client.close)
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- call plumbing ------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One blocking client call in a worker thread: bounded concurrency, always a timeout."""
+        timeout = self.options.request_timeout_seconds
+        kwargs.setdefault("_request_timeout", (timeout, timeout))
+        async with self._limit:
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except ApiException as exc:
+                status = exc.status or None
+                temporary = status is None or status >= 500 or status == 429
+                raise ClusterError(_reason(exc), status=status, temporary=temporary) from None
+            except Exception as exc:  # urllib3 timeouts, connection refused, TLS errors
+                name = type(exc).__name__
+                text = "timed out" if "Timeout" in name or "timed out" in str(exc) else f"{name}: {exc}"
+                raise ClusterError(text[:300], temporary=True) from None
+
+    async def _json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        response = await self._run(fn, *args, _preload_content=False, **kwargs)
+        try:
+            return json.loads(response.data)
+        except ValueError as exc:
+            raise ClusterError(f"unreadable API response: {exc}", temporary=True) from None
+
+    def _api(self, name: str) -> Any:
+        return getattr(self, name)
+
+    # -- read side ----------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """True when the API server answers /version within the request timeout."""
+        try:
+            await self._json(self.version_api.get_code)
+        except ClusterError:
+            return False
+        return True
+
+    async def get_object(self, ref: ObjectRef) -> dict[str, Any]:
+        """One object as raw JSON (for backups and re-reads). Raises ClusterError (404 -> status 404)."""
+        getter = _GETTERS.get(ref.kind)
+        if getter is None:
+            raise ClusterError(f"reading {ref.kind} is not supported", temporary=False)
+        api, method, namespaced = getter
+        fn = getattr(self._api(api), method)
+        args = (ref.name, ref.namespace) if namespaced else (ref.name,)
+        data: dict[str, Any] = await self._json(fn, *args)
+        data.setdefault("kind", ref.kind)
+        return data
+
+    async def list_pods(self, namespace: str, *, label_selector: str | None = None) -> list[Pod]:
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        data = await self._json(self.core.list_namespaced_pod, namespace, **kwargs)
+        return [
+            p
+            for p in (parse_object(i, default_kind="Pod") for i in data.get("items") or ())
+            if isinstance(p, Pod)
+        ]
+
+    async def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        previous: bool = False,
+        tail_lines: int | None = None,
+    ) -> tuple[str, ...]:
+        response: Any = await self._run(
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            previous=previous,
+            tail_lines=tail_lines or self.options.log_tail_lines,
+            _preload_content=False,
+        )
+        text = response.data.decode("utf-8", errors="replace")
+        return tuple(text.splitlines())
+
+    async def collect(self, scope: Scope) -> Evidence:
+        """One list call per kind per namespace (plus one per cluster-scoped kind), then logs of
+        unhealthy containers. A failed call becomes a line in `evidence.errors`, never an abort."""
+        errors: list[str] = []
+        raw: dict[str, list[Mapping[str, Any]]] = {}
+
+        async def list_kind(kind: str, api: str, method: str, resource: str, namespace: str | None) -> None:
+            fn = getattr(self._api(api), method)
+            where = f" in {namespace}" if namespace else ""
+            try:
+                data = await (self._json(fn, namespace) if namespace else self._json(fn))
+            except ClusterError as exc:
+                if not (exc.status == 404 and kind in _OPTIONAL_KINDS):
+                    errors.append(f"cannot list {resource}{where}: {exc}")
+                return
+            items = data.get("items") or []
+            raw.setdefault(kind, []).extend({"kind": kind, **i} for i in items if isinstance(i, Mapping))
+
+        calls: list[Awaitable[None]] = [
+            list_kind(kind, api, method, resource, ns)
+            for ns in scope.namespaces
+            for kind, api, method, resource in _NAMESPACED_KINDS
+        ]
+        calls += [
+            list_kind(kind, api, method, resource, None) for kind, api, method, resource in _CLUSTER_KINDS
+        ]
+        await asyncio.gather(*calls)
+
+        objects = self._parse_all(raw, errors)
+        objects = _keep_relevant(objects)
+        logs = await self._collect_logs([o for o in objects if isinstance(o, Pod)], errors)
+        return build_evidence(
+            objects,
+            namespaces=scope.namespaces,
+            logs=logs,
+            errors=sorted(errors),
+            observed_at=datetime.now(UTC),
+        )
+
+    @staticmethod
+    def _parse_all(raw: Mapping[str, list[Mapping[str, Any]]], errors: list[str]) -> list[ParsedObject]:
+        objects: list[ParsedObject] = []
+        for kind in sorted(raw):
+            for item in raw[kind]:
+                try:
+                    parsed = parse_object(item, default_kind=kind)
+                except ObjectError as exc:
+                    errors.append(f"cannot understand {exc}")
+                    continue
+                if parsed is not None:
+                    objects.append(parsed)
+        return objects
+
+    async def _collect_logs(self, pods: Iterable[Pod], errors: list[str]) -> dict[LogKey, tuple[str, ...]]:
+        wanted = list(_log_targets(pods))
+        limit = self.options.max_log_containers
+        if len(wanted) > limit:
+            errors.append(f"logs skipped for {len(wanted) - limit} containers (limit {limit} per collection)")
+            wanted = wanted[:limit]
+        gate = asyncio.Semaphore(max(1, self.options.log_concurrency))
+        logs: dict[LogKey, tuple[str, ...]] = {}
+
+        async def fetch(key: LogKey) -> None:
+            async with gate:
+                try:
+                    lines = await self.read_log(key.namespace, key.pod, key.container, previous=key.previous)
+                except ClusterError as exc:
+                    # A container that never ran has no previous log: not worth a report line.
+                    if not (key.previous and exc.status == 400):
+                        which = "previous log" if key.previous else "log"
+                        errors.append(
+                            f"cannot read {which} of {key.namespace}/{key.pod}/{key.container}: {exc}"
+                        )
+                    return
+            logs[key] = tuple(redact_lines(lines))
+
+        await asyncio.gather(*(fetch(k) for k in wanted))
+        return logs
+
+    # =========================================================================================
+    # WRITE SIDE (owner: remediation). Add write methods to `Cluster` below this line, using
+    # `self._run` / `self._json` so they get the same timeouts, bounds and ClusterError mapping.
+    # =========================================================================================
+
+    # Kinds the executor may patch: kind -> (API attribute, patch method).
+    _PATCHERS: Mapping[str, tuple[str, str]] = {
+        "StatefulSet": ("apps", "patch_namespaced_stateful_set"),
+        "Deployment": ("apps", "patch_namespaced_deployment"),
+        "DaemonSet": ("apps", "patch_namespaced_daemon_set"),
+        "ConfigMap": ("core", "patch_namespaced_config_map"),
+    }
+
+    async def read_raw(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The object as raw JSON, or None when the API server says it does not exist."""
+        try:
+            return await self.get_object(ref)
+        except ClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def json_patch(
+        self, ref: ObjectRef, ops: Iterable[Mapping[str, Any]], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """RFC 6902 JSON Patch. A failed `test` op is HTTP 422, a stale resourceVersion 409: both raise
+        ClusterError with that status and nothing is changed. `dry_run` sends `dryRun=All`: the server
+        runs the whole write path and answers with the result without persisting it."""
+        patcher = self._PATCHERS.get(ref.kind)
+        if patcher is None or ref.namespace is None:
+            raise ClusterError(f"patching {ref} is not supported", temporary=False)
+        api, method = patcher
+        kwargs: dict[str, Any] = {"_content_type": "application/json-patch+json"}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        data: dict[str, Any] = await self._json(
+            getattr(self._api(api), method), ref.name, ref.namespace, [dict(op) for op in ops], **kwargs
+        )
+        data.setdefault("kind", ref.kind)
+        return data
+
+    async def delete_pod(self, ref: ObjectRef) -> None:
+        """Delete a pod so its controller recreates it. ClusterError status 404 if already gone."""
+        if ref.kind != "Pod" or ref.namespace is None:
+            raise ClusterError(f"{ref} is not a pod", temporary=False)
+        await self._run(self.core.delete_namespaced_pod, ref.name, ref.namespace, _preload_content=False)
+
+    async def read_log_since(
+        self, namespace: str, pod: str, container: str, *, since_seconds: int
+    ) -> tuple[str, ...]:
+        """Log lines a container wrote in the last `since_seconds` seconds (redacted)."""
+        response: Any = await self._run(
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            since_seconds=max(1, since_seconds),
+            _preload_content=False,
+        )
+        return tuple(redact_lines(response.data.decode("utf-8", errors="replace").splitlines()))
+
+    async def service_proxy_get(
+        self,
+        namespace: str,
+        service: str,
+        port: int | str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """GET through the API server's service proxy; returns (HTTP status, body text). A status the
+        service answered (e.g. 503 "not ready") is returned, not raised."""
+        from urllib.parse import quote  # imported here to keep the write side in its own section
+
+        quoted = "/".join(quote(part, safe="-._~") for part in path.lstrip("/").split("/"))
+        resource_path = (
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/services/"
+            f"{quote(f'{service}:{port}', safe=':')}/proxy/{quoted}"
+        )
+
+        def call(_request_timeout: Any = None) -> tuple[int, str]:
+            method, url, headers, body, post = self.api_client.param_serialize(
+                method="GET",
+                resource_path=resource_path,
+                query_params=list((params or {}).items()),
+                header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"],
+            )
+            response: Any = self.api_client.call_api(
+                method,
+                url,
+                header_params=headers,
+                body=body,
+                post_params=post,
+                _request_timeout=_request_timeout,
+            )
+            raw: bytes = response.read()
+            return int(response.status), raw.decode("utf-8", errors="replace")
+
+        return await self._run(call)

@@ -1,0 +1,264 @@
+"""Diagnostic bundles: a folder a user can also make by hand with kubectl.
+
+Layout (read by `read_bundle`, written by `write_bundle`):
+- any `*.yaml`, `*.yml` or `*.json` file (any depth, except under the top-level `logs/` and `hosts/`)
+  holds Kubernetes objects: one object, a `kind: List` as `kubectl get -o yaml` prints it, or
+  several YAML documents. Unknown kinds are ignored.
+- `logs/<namespace>/<pod>/<container>.log` is a container's current log,
+  `logs/<namespace>/<pod>/<container>.previous.log` the previous (crashed) instance's.
+- `hosts/<host>.yaml` (optional) holds host facts: `paths: [{path, uid, gid, mode}]`.
+
+A file that cannot be read or understood raises `BundleError` naming the file: a diagnosis from a
+half-read bundle would be wrong without saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.evidence import Evidence, HostFacts, LogKey, thaw
+from bot.k8s_objects import (
+    ObjectError,
+    ParsedObject,
+    build_evidence,
+    expand_lists,
+    parse_host_facts,
+    parse_object,
+)
+from bot.redact import redact
+
+# libyaml's loader is ~10x faster on large bundles; fall back to the pure-Python one.
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YamlDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+OBJECT_SUFFIXES = (".yaml", ".yml", ".json")
+ANALYSIS_FILE = "00-ANALYSIS-AND-RECOMMENDATIONS.txt"
+MAX_LOG_LINES = 2000  # per log file; a diagnosis reads the tail, a bundle may hold a huge log
+
+
+class BundleError(Exception):
+    """A bundle (or one of its files) that cannot be read. The message names the file."""
+
+
+@dataclass(frozen=True)
+class RawBundle:
+    """A bundle's contents before typing: object dicts (with the file each came from), logs, hosts."""
+
+    objects: tuple[tuple[Path, Mapping[str, Any]], ...]
+    logs: Mapping[LogKey, tuple[str, ...]]
+    hosts: tuple[HostFacts, ...]
+
+
+def _object_files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if here == root:
+            dirnames[:] = [d for d in dirnames if d not in ("logs", "hosts")]
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(OBJECT_SUFFIXES) and not name.startswith("."):
+                yield here / name
+
+
+def _load_documents(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: cannot read: {exc}") from None
+    if path.suffix == ".json":
+        try:
+            return [json.loads(text)] if text.strip() else []
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        return list(yaml.load_all(text, Loader=_YamlLoader))
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+
+
+def _read_logs(root: Path) -> dict[LogKey, tuple[str, ...]]:
+    logs: dict[LogKey, tuple[str, ...]] = {}
+    base = root / "logs"
+    if not base.is_dir():
+        return logs
+    for path in sorted(base.rglob("*.log")):
+        rel = path.relative_to(base).parts
+        if len(rel) != 3:
+            raise BundleError(f"{path}: log files go in logs/<namespace>/<pod>/<container>[.previous].log")
+        namespace, pod, filename = rel
+        previous = filename.endswith(".previous.log")
+        container = filename[: -len(".previous.log")] if previous else filename[: -len(".log")]
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise BundleError(f"{path}: cannot read: {exc}") from None
+        lines = text.splitlines()[-MAX_LOG_LINES:]
+        logs[LogKey(namespace, pod, container, previous)] = tuple(redact(line) for line in lines)
+    return logs
+
+
+def _read_hosts(root: Path) -> list[HostFacts]:
+    hosts: list[HostFacts] = []
+    base = root / "hosts"
+    if not base.is_dir():
+        return hosts
+    for path in sorted(base.iterdir()):
+        if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
+            continue
+        try:
+            # No type guessing: `mode: 0755` stays the text "0755" (octal), not YAML's 493-or-755 guess.
+            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise BundleError(f"{path}: cannot read host facts: {exc}".replace("\n", " ")) from None
+        try:
+            hosts.append(parse_host_facts(path.stem, doc))
+        except ObjectError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+    return hosts
+
+
+def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
+    """The bundle's object dicts, logs and host facts, with a clear error per unreadable file."""
+    root = Path(directory)
+    if not root.exists():
+        raise BundleError(f"{root}: no such bundle directory")
+    if not root.is_dir():
+        raise BundleError(f"{root}: a bundle is a directory")
+    objects: list[tuple[Path, Mapping[str, Any]]] = []
+    for path in _object_files(root):
+        for doc in _load_documents(path):
+            try:
+                objects.extend((path, obj) for obj in expand_lists(doc))
+            except ObjectError as exc:
+                raise BundleError(f"{path}: {exc}") from None
+    return RawBundle(objects=tuple(objects), logs=_read_logs(root), hosts=tuple(_read_hosts(root)))
+
+
+def read_bundle(directory: str | os.PathLike[str], *, namespaces: Iterable[str] = ()) -> Evidence:
+    """A bundle as Evidence (offline cluster). `namespaces` narrows it; empty means all it holds."""
+    raw = read_bundle_raw(directory)
+    wanted = set(namespaces)
+    parsed: list[ParsedObject] = []
+    for path, obj in raw.objects:
+        try:
+            item = parse_object(obj)
+        except ObjectError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+        if item is None:
+            continue
+        ns = item.meta.namespace
+        if wanted and ns is not None and ns not in wanted:
+            continue
+        parsed.append(item)
+    logs = {k: v for k, v in raw.logs.items() if not wanted or k.namespace in wanted}
+    return build_evidence(parsed, namespaces=sorted(wanted), logs=logs, hosts=raw.hosts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+_FILE_NAMES: Mapping[str, str] = {
+    "Pod": "pods",
+    "Event": "events",
+    "Service": "services",
+    "Endpoints": "endpoints",
+    "StatefulSet": "statefulsets",
+    "Deployment": "deployments",
+    "DaemonSet": "daemonsets",
+    "ReplicaSet": "replicasets",
+    "ConfigMap": "configmaps",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "PersistentVolume": "persistentvolumes",
+    "Node": "nodes",
+    "StorageClass": "storageclasses",
+    "EndpointSlice": "endpointslices",
+}
+
+
+def _safe_part(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise BundleError(f"refusing to write a file for an unsafe name {name!r}")
+    return name
+
+
+def write_bundle(evidence: Evidence, directory: str | os.PathLike[str], *, analysis: str = "") -> Path:
+    """Write `evidence` as a bundle that `read_bundle` reads back to the same findings.
+
+    Refuses a directory that exists and is not empty (never overwrites someone's files)."""
+    root = Path(directory)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise BundleError(f"{root}: exists and is not an empty directory; choose a new one")
+    root.mkdir(parents=True, exist_ok=True)
+
+    groups: dict[tuple[str, str], list[Any]] = {}
+    every: list[Iterable[Any]] = [
+        evidence.pods,
+        evidence.events,
+        evidence.services,
+        evidence.endpoints,
+        evidence.workloads,
+        evidence.configmaps,
+        evidence.pvcs,
+        evidence.pvs,
+        evidence.nodes,
+        evidence.storage_classes,
+    ]
+    for objects in every:
+        for obj in objects:
+            raw = thaw(obj.raw)
+            if not raw:
+                continue
+            kind = str(raw.get("kind") or "")
+            folder = obj.meta.namespace or "cluster"
+            groups.setdefault((folder, _FILE_NAMES.get(kind, kind.lower() or "objects")), []).append(raw)
+    for (folder, name), items in sorted(groups.items()):
+        target = root / _safe_part(folder) / f"{name}.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"apiVersion": "v1", "kind": "List", "items": items}
+        target.write_text(
+            yaml.dump(doc, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
+
+    for key, lines in sorted(evidence.logs.items()):
+        suffix = ".previous.log" if key.previous else ".log"
+        path = (
+            root
+            / "logs"
+            / _safe_part(key.namespace)
+            / _safe_part(key.pod)
+            / (_safe_part(key.container) + suffix)
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+    for host in evidence.hosts:
+        path = root / "hosts" / f"{_safe_part(host.host)}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        facts = {
+            "paths": [
+                {
+                    "path": f.path,
+                    **({"uid": f.uid} if f.uid is not None else {}),
+                    **({"gid": f.gid} if f.gid is not None else {}),
+                    **({"mode": f"{f.mode:04o}"} if f.mode is not None else {}),
+                }
+                for f in host.paths
+            ]
+        }
+        path.write_text(yaml.dump(facts, Dumper=_YamlDumper, sort_keys=False), encoding="utf-8")
+
+    if evidence.errors:
+        (root / "collection-errors.txt").write_text(
+            "".join(e + "\n" for e in evidence.errors), encoding="utf-8"
+        )
+    if analysis:
+        (root / ANALYSIS_FILE).write_text(analysis, encoding="utf-8")
+    return root

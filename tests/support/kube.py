@@ -1,0 +1,312 @@
+"""A real Kubernetes API over a real socket for tests: kmock's `KubernetesEmulator` on 127.0.0.1.
+
+Fixtures:
+- `kube` (async, per test): a `KubeHarness` with a running emulator, a kubeconfig file pointing at it,
+  and every API request recorded in `kube.calls`.
+- `kube_api_calls` (session): the union of the calls of every `kube` in the session. At session end it
+  is written as JSON lines to `$PITCREW_API_CALLS_FILE` when that variable is set (the deploy RBAC
+  test checks that the ServiceAccount's Role allows every call the suite made).
+
+Using it:
+    async def test_x(kube):
+        kube.seed_bundle("examples/seed-incident")      # or kube.seed([obj, ...]); kube.logs[...] = [...]
+        async with kube.cluster() as cluster:           # bot.cluster.Cluster via the kubeconfig
+            evidence = await cluster.collect(Scope(("monitoring",)))
+        assert kube.count(verb="list", resource="pods") == 1
+
+Extending the emulator (hook point): `kube.middlewares` is an ordered list of
+`async def middleware(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None`.
+Each runs before the emulator touches its store (so a dry run or a failed JSON Patch `test` can answer
+without the change being applied); the first one returning a response answers the request, or one can
+raise `kmock.KubernetesError(status=..., reason=..., message=...)` to answer with a Kubernetes Status.
+Returning None passes the request on. Built in: the pod log middleware (serves `kube.logs`) and
+`kube.forbid(...)` (answers 403 for a verb/resource/namespace). `tests/support/kube_writes.py` (the
+remediation engineer's) adds dry-run, JSON Patch `test` and resourceVersion-conflict middlewares.
+Seeded objects get `metadata.resourceVersion` "1" and a uid when they have none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+import pytest
+import pytest_asyncio
+import yaml
+
+from bot.cluster import Cluster, CollectOptions
+from bot.snapshot import read_bundle_raw
+
+# kind -> (resource as kmock spells it "group/version/plural" ("v1/pods" for core), namespaced)
+RESOURCES: Mapping[str, tuple[str, bool]] = {
+    "Pod": ("v1/pods", True),
+    "Event": ("v1/events", True),
+    "Service": ("v1/services", True),
+    "Endpoints": ("v1/endpoints", True),
+    "ConfigMap": ("v1/configmaps", True),
+    "Secret": ("v1/secrets", True),
+    "PersistentVolumeClaim": ("v1/persistentvolumeclaims", True),
+    "PersistentVolume": ("v1/persistentvolumes", False),
+    "Node": ("v1/nodes", False),
+    "Namespace": ("v1/namespaces", False),
+    "StatefulSet": ("apps/v1/statefulsets", True),
+    "Deployment": ("apps/v1/deployments", True),
+    "DaemonSet": ("apps/v1/daemonsets", True),
+    "ReplicaSet": ("apps/v1/replicasets", True),
+    "EndpointSlice": ("discovery.k8s.io/v1/endpointslices", True),
+    "StorageClass": ("storage.k8s.io/v1/storageclasses", False),
+}
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request as RBAC sees it: `verb` on `group`/`resource`[/`subresource`] in `namespace`."""
+
+    method: str
+    path: str
+    verb: str  # get | list | watch | create | update | patch | delete | deletecollection
+    group: str  # "" for the core API
+    resource: str  # plural, e.g. "pods"; "" for non-resource URLs such as /version
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "verb": self.verb,
+            "group": self.group,
+            "resource": self.resource,
+            "subresource": self.subresource,
+            "namespace": self.namespace,
+            "name": self.name,
+            "dry_run": self.dry_run,
+        }
+
+
+def describe_request(request: kmock.Request) -> ApiCall:
+    method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
+    params = dict(request.params)
+    name = request.name or ""
+    if method == "GET" and request.resource is None:
+        verb = "get"  # a non-resource URL such as /version
+    elif method == "GET":
+        verb = "watch" if params.get("watch") in ("true", "1") else ("get" if name else "list")
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, "")
+        if method == "DELETE":
+            verb = "delete" if name else "deletecollection"
+        verb = verb or method.lower()
+    resource = request.resource
+    return ApiCall(
+        method=method,
+        path=request.url.path,
+        verb=verb,
+        group=(resource.group or "") if resource is not None else "",
+        resource=(resource.plural or "") if resource is not None else "",
+        subresource=request.subresource or "",
+        namespace=request.namespace or "",
+        name=name,
+        dry_run="dryRun" in params,
+    )
+
+
+Middleware = Callable[[kmock.Request, "KubeHarness"], Awaitable[aiohttp.web.StreamResponse | None]]
+
+
+@attrs.define(kw_only=True)
+class RecordingEmulator(kmock.KubernetesEmulator):
+    """The emulator plus a request log and a middleware chain run before its own handling."""
+
+    harness: KubeHarness | None = None
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        harness = self.harness
+        if harness is not None:
+            harness.record(describe_request(request))
+            for middleware in list(harness.middlewares):
+                response = await middleware(request, harness)
+                if response is not None:
+                    return response
+        return await super()._handle(request)
+
+
+class ApiCallCollector:
+    """Session-wide union of API calls (see module docstring)."""
+
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+
+    def add(self, call: ApiCall) -> None:
+        self.calls.append(call)
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            for call in self.calls:
+                fh.write(json.dumps(call.to_json(), sort_keys=True) + "\n")
+
+
+class KubeHarness:
+    def __init__(
+        self, emulator: RecordingEmulator, url: str, workdir: Path, session: ApiCallCollector | None
+    ) -> None:
+        self.emulator = emulator
+        self.url = url
+        self.calls: list[ApiCall] = []
+        self.logs: dict[tuple[str, str, str, bool], list[str]] = {}
+        self.middlewares: list[Middleware] = [serve_version, serve_pod_logs]
+        self._session = session
+        self.kubeconfig = workdir / "kubeconfig.yaml"
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                    "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                    "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
+                    "current-context": "emulator",
+                }
+            ),
+            encoding="utf-8",
+        )
+        for kind, (resource, namespaced) in RESOURCES.items():
+            # Declared up front, so listing a kind with no objects answers an empty list, not 404.
+            self.emulator.resources[resource] = kmock.ResourceInfo(
+                kind=kind, namespaced=namespaced, verbs={"get", "list", "watch", "create", "patch", "delete"}
+            )
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def record(self, call: ApiCall) -> None:
+        self.calls.append(call)
+        if self._session is not None:
+            self._session.add(call)
+
+    def count(self, **match: str) -> int:
+        return sum(1 for c in self.calls if all(getattr(c, k) == v for k, v in match.items()))
+
+    def reset_calls(self) -> None:
+        self.calls.clear()
+
+    # -- seeding --------------------------------------------------------------------------------
+
+    def seed(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        for obj in objects:
+            kind = str(obj.get("kind") or "")
+            if kind not in RESOURCES:
+                continue
+            resource, namespaced = RESOURCES[kind]
+            data = json.loads(json.dumps(obj))  # a private, plain copy
+            meta = data.setdefault("metadata", {})
+            meta.setdefault("resourceVersion", "1")
+            meta.setdefault("uid", str(uuid.uuid4()))
+            namespace = meta.get("namespace") if namespaced else None
+            if namespaced and not namespace:
+                raise ValueError(f"{kind} {meta.get('name')!r} has no namespace")
+            self.emulator.objects[resource, namespace, meta["name"]] = data
+
+    def seed_bundle(self, directory: str | os.PathLike[str]) -> None:
+        """Objects and logs of a diagnostic bundle (bot.snapshot layout)."""
+        raw = read_bundle_raw(directory)
+        self.seed(obj for _, obj in raw.objects)
+        for key, lines in raw.logs.items():
+            self.logs[(key.namespace, key.pod, key.container, key.previous)] = list(lines)
+
+    def object(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The emulator's current state of an object (a plain copy), or None."""
+        resource, namespaced = RESOURCES[kind]
+        key = (resource, namespace if namespaced else None, name)
+        if key not in self.emulator.objects:
+            return None
+        obj = self.emulator.objects[key]
+        if obj.deleted:
+            return None
+        plain: dict[str, Any] = json.loads(json.dumps(obj.raw))
+        return plain
+
+    # -- behaviours -----------------------------------------------------------------------------
+
+    def forbid(self, resource: str, *, namespace: str | None = None, verb: str | None = None) -> None:
+        """Answer 403 Forbidden (as the API server words it) for matching requests."""
+
+        async def forbidden(
+            request: kmock.Request, harness: KubeHarness
+        ) -> aiohttp.web.StreamResponse | None:
+            call = describe_request(request)
+            if call.resource != resource or (namespace is not None and call.namespace != namespace):
+                return None
+            if verb is not None and call.verb != verb:
+                return None
+            where = f' in the namespace "{call.namespace}"' if call.namespace else " at the cluster scope"
+            message = (
+                f'{resource} is forbidden: User "system:serviceaccount:monitoring:pitcrew" cannot '
+                f'{call.verb} resource "{resource}" in API group "{call.group}"{where}'
+            )
+            raise kmock.KubernetesError(status=403, reason="Forbidden", message=message, details={})
+
+        self.middlewares.insert(0, forbidden)
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def cluster(self, **options: Any) -> Cluster:
+        """Our adapter, connected through the kubeconfig (the real client, over HTTP)."""
+        return Cluster.connect(kubeconfig=str(self.kubeconfig), options=CollectOptions(**options))
+
+
+async def serve_version(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
+    """`/version/` as the official client asks for it (the emulator only knows `/version`)."""
+    if request.url.path.rstrip("/") != "/version":
+        return None
+    return aiohttp.web.json_response({"major": "1", "minor": "30", "gitVersion": "v1.30.0-kmock"})
+
+
+async def serve_pod_logs(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
+    """`GET .../pods/<name>/log?container=&previous=&tailLines=` from `harness.logs`, like the kubelet:
+    400 when a previous instance is asked for and there is none."""
+    if request.subresource != "log" or request.resource is None or request.resource.plural != "pods":
+        return None
+    params = dict(request.params)
+    previous = params.get("previous") in ("true", "1")
+    key = (request.namespace or "", request.name or "", params.get("container", ""), previous)
+    lines = harness.logs.get(key)
+    if lines is None and previous:
+        raise kmock.KubernetesError(
+            status=400,
+            reason="BadRequest",
+            message=f'previous terminated container "{key[2]}" in pod "{key[1]}" not found',
+            details={},
+        )
+    lines = lines or []
+    tail = params.get("tailLines")
+    if tail and tail.isdigit():
+        lines = lines[-int(tail) :] if int(tail) else []
+    return aiohttp.web.Response(text="".join(line + "\n" for line in lines), content_type="text/plain")
+
+
+@pytest.fixture(scope="session")
+def kube_api_calls() -> Iterator[ApiCallCollector]:
+    collector = ApiCallCollector()
+    yield collector
+    target = os.environ.get("PITCREW_API_CALLS_FILE")
+    if target:
+        collector.write(target)
+
+
+@pytest_asyncio.fixture
+async def kube(tmp_path: Path, kube_api_calls: ApiCallCollector) -> AsyncIterator[KubeHarness]:
+    emulator = RecordingEmulator()
+    async with emulator, kmock.Server(emulator) as server:
+        harness = KubeHarness(emulator, str(server.url).rstrip("/"), tmp_path, kube_api_calls)
+        emulator.harness = harness
+        yield harness
