@@ -93,9 +93,9 @@ def test_example_file_documents_every_option() -> None:
                 if not commented(key):
                     missing.append(where)
                 continue
-            item_types = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
-            if dataclasses.is_dataclass(tp):
-                walk(tp, values, where)  # type: ignore[arg-type]
+            item_types: list[type] = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+                walk(tp, values, where)
             elif item_types:
                 walk(item_types[0], [item for v in values if isinstance(v, list) for item in v], f"{where}[]")
 
