@@ -93,7 +93,8 @@ def test_example_file_documents_every_option() -> None:
                 if not commented(key):
                     missing.append(where)
                 continue
-            item_types: list[type] = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+            args = typing.get_args(tp)
+            item_types = [a for a in args if isinstance(a, type) and dataclasses.is_dataclass(a)]
             if isinstance(tp, type) and dataclasses.is_dataclass(tp):
                 walk(tp, values, where)
             elif item_types:
