@@ -354,6 +354,11 @@ class ScheduleConfig:
         problems: list[str] = []
         if not self.cron.split():
             problems.append("cron: must not be empty")
+        else:
+            # Cron syntax is apscheduler's; bot.schedule is its only importer, so ask it (lazily).
+            from bot.schedule import cron_problems
+
+            problems.extend(cron_problems(self.cron, self.timezone))
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):

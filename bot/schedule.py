@@ -1,0 +1,366 @@
+"""Scheduled health summaries: the only module that imports `apscheduler`.
+
+Each configured schedule (cron + timezone, channel, namespaces) becomes one AsyncIOScheduler job.
+A run is idempotent per fire time, so several replicas, a restart or a late catch-up never post
+the same summary twice:
+
+1. the fire time is the trigger's latest fire time at or before now (within a window);
+2. `store.try_lock("schedule:<name>:<fire time>")` — only one replica goes on;
+3. the kv record `schedule:<name>:last_run` already at or past that fire time -> nothing to do;
+4. build the summary, enqueue the chat.postMessage in the outbox (a Slack outage loses nothing),
+   then record the fire time and the summary's state (restart counts) for the next run.
+
+At start-up each schedule's latest fire time within `missed_grace_seconds` is run once (a run missed
+while pitcrew was down); an older one is skipped. Cron syntax is checked with apscheduler's own
+parser (`cron_problems`, called by `ScheduleConfig.validate` in bot/config.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+import zoneinfo
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot import keys
+from bot.slack.summary_blocks import render_summary
+from bot.summary import HealthSummary, SummaryDeps, build_summary, state_key
+
+if TYPE_CHECKING:
+    from bot.config import Config, ScheduleConfig
+
+_log = logging.getLogger(__name__)
+
+POST_METHOD = "chat.postMessage"
+# A run holds its lock at most this long (collection is bounded well below it).
+LOCK_TTL_SECONDS = 600.0
+# A scheduled job may start a little late (a busy loop); it still counts as on time within this.
+ON_TIME_WINDOW_SECONDS = 120.0
+# Windows searched, smallest first, for the latest fire time: finds it in a few trigger steps
+# whatever the cron frequency, instead of walking every fire time of a long grace period.
+_SEARCH_WINDOWS = (60.0, 3600.0, 86400.0, 7 * 86400.0, 366 * 86400.0)
+_MAX_TRIGGER_STEPS = 2000
+
+RunOutcome = Literal["posted", "already-posted", "locked", "not-due", "no-channel"]
+
+
+class ScheduleConfigError(ValueError):
+    """A schedule that cannot run; the message names the field, like ConfigError's problems."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Triggers and fire times
+# ---------------------------------------------------------------------------------------------
+
+
+def cron_problems(cron: str, timezone: str) -> list[str]:
+    """Problems of a cron expression / time zone, as "field: reason" (empty when it can run)."""
+    problems: list[str] = []
+    try:
+        tz = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = None  # reported by the config's own time zone check
+    try:
+        CronTrigger.from_crontab(cron, timezone=tz or UTC)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"cron: invalid crontab expression {cron!r}: {exc}")
+    return problems
+
+
+def schedule_problems(schedules: Sequence[ScheduleConfig]) -> list[str]:
+    """Problems of every schedule, each prefixed with its field path ("schedules[1].cron: ...")."""
+    return [
+        f"schedules[{index}].{problem}"
+        for index, schedule in enumerate(schedules)
+        for problem in cron_problems(schedule.cron, schedule.timezone)
+    ]
+
+
+def trigger_for(schedule: ScheduleConfig) -> CronTrigger:
+    try:
+        tz = zoneinfo.ZoneInfo(schedule.timezone)
+        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ScheduleConfigError(f"schedules ({schedule.name}): cron/timezone: {exc}") from None
+
+
+def latest_fire_time(trigger: CronTrigger, now: datetime, window_seconds: float) -> datetime | None:
+    """The trigger's latest fire time in (now - window, now], or None."""
+    if window_seconds <= 0:
+        return None
+    for window in (*(w for w in _SEARCH_WINDOWS if w < window_seconds), window_seconds):
+        start = now - timedelta(seconds=window)
+        found: datetime | None = None
+        fire = trigger.get_next_fire_time(None, start)
+        steps = 0
+        while fire is not None and fire <= now and steps < _MAX_TRIGGER_STEPS:
+            if fire > start:
+                found = fire
+            fire = trigger.get_next_fire_time(fire, fire)
+            steps += 1
+        if found is not None:
+            return found
+    return None
+
+
+def last_run_key(schedule_name: str) -> str:
+    return f"schedule:{schedule_name}:last_run"
+
+
+# ---------------------------------------------------------------------------------------------
+# Posting
+# ---------------------------------------------------------------------------------------------
+
+
+def deps_from_app(app: web.Application) -> SummaryDeps:
+    """What a summary reads, from the running application (cluster: its own if the app has one)."""
+    cluster_key = getattr(keys, "CLUSTER", None)
+    cluster = app.get(cluster_key) if cluster_key is not None else None
+    return SummaryDeps(config=app[keys.CONFIG], store=app[keys.STORE], cluster=cluster)
+
+
+def _deps(app_or_deps: web.Application | SummaryDeps) -> SummaryDeps:
+    return app_or_deps if isinstance(app_or_deps, SummaryDeps) else deps_from_app(app_or_deps)
+
+
+def channel_for(config: Config, schedule: ScheduleConfig) -> str | None:
+    return schedule.channel or config.slack.default_channel
+
+
+def summary_payload(summary: HealthSummary, channel: str) -> str:
+    message = render_summary(summary)
+    body = {"channel": channel, **message.to_json(), "unfurl_links": False, "unfurl_media": False}
+    return json.dumps(body, sort_keys=True)
+
+
+async def post_summary(
+    app_or_deps: web.Application | SummaryDeps,
+    schedule: ScheduleConfig,
+    *,
+    now: float | None = None,
+    summary: HealthSummary | None = None,
+) -> int:
+    """Build the schedule's summary (unless given) and enqueue it for its channel; returns the outbox
+    item id. Saves the summary's state as the schedule's new baseline. No lock and no once-only
+    check: that is `run_schedule`'s job (this is also what "post it now" calls)."""
+    deps = _deps(app_or_deps)
+    if deps.store is None:
+        raise ScheduleConfigError(f"schedule {schedule.name}: posting needs the store (outbox)")
+    channel = channel_for(deps.config, schedule)
+    if channel is None:
+        raise ScheduleConfigError(f"schedule {schedule.name}: no channel (set it or slack.default_channel)")
+    if summary is None:
+        summary = await build_summary(deps, schedule=schedule, now=now)
+    item_id = await deps.store.enqueue_outbox(
+        f"summary:{schedule.name}", POST_METHOD, summary_payload(summary, channel)
+    )
+    await deps.store.set_kv(state_key(schedule.name), summary.state.to_json())
+    _log.info("summary %s queued for %s (outbox %d): %s", schedule.name, channel, item_id, summary.glance)
+    return item_id
+
+
+@dataclass(frozen=True)
+class RunResult:
+    schedule: str
+    outcome: RunOutcome
+    fire_time: float | None = None
+    outbox_id: int | None = None
+
+
+def default_owner() -> str:
+    """Identifies this process in locks: host, pid and a random part (pids repeat across pods)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def run_schedule(
+    deps: SummaryDeps,
+    schedule: ScheduleConfig,
+    *,
+    now: float,
+    window_seconds: float,
+    owner: str,
+) -> RunResult:
+    """Post the summary of the schedule's latest fire time within `window_seconds` before `now`,
+    unless it was posted already (by anyone) or another replica is posting it right now."""
+    store = deps.store
+    if store is None:
+        raise ScheduleConfigError(f"schedule {schedule.name}: needs the store")
+    trigger = trigger_for(schedule)
+    fire = latest_fire_time(trigger, datetime.fromtimestamp(now, UTC), window_seconds)
+    if fire is None:
+        return RunResult(schedule.name, "not-due")
+    fire_ts = fire.timestamp()
+    if channel_for(deps.config, schedule) is None:
+        _log.error("schedule %s: no channel and no slack.default_channel; not posted", schedule.name)
+        return RunResult(schedule.name, "no-channel", fire_ts)
+    lock = f"schedule:{schedule.name}:{fire_ts:.0f}"
+    if not await store.try_lock(lock, owner, LOCK_TTL_SECONDS):
+        return RunResult(schedule.name, "locked", fire_ts)
+    try:
+        # Checked under the lock: a replica that posted and released it has recorded the run.
+        last = await store.get_kv(last_run_key(schedule.name))
+        if last is not None and _as_float(last) >= fire_ts:
+            return RunResult(schedule.name, "already-posted", fire_ts)
+        item_id = await post_summary(deps, schedule, now=now)
+        await store.set_kv(last_run_key(schedule.name), repr(fire_ts))
+        return RunResult(schedule.name, "posted", fire_ts, item_id)
+    finally:
+        await store.release_lock(lock, owner)
+
+
+def _as_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("-inf")  # an unreadable record: treat the schedule as never run
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduler
+# ---------------------------------------------------------------------------------------------
+
+
+class SummaryScheduler:
+    """One apscheduler job per schedule; each job run (and the start-up catch-up) is a task this
+    object tracks, so `stop()` cancels and awaits them."""
+
+    def __init__(
+        self,
+        deps: SummaryDeps,
+        schedules: Sequence[ScheduleConfig],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        problems = schedule_problems(schedules)
+        if problems:
+            raise ScheduleConfigError("; ".join(problems))
+        self.deps = deps
+        self.schedules = {s.name: s for s in schedules}
+        self.owner = owner or default_owner()
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._tasks: set[asyncio.Task[RunResult | None]] = set()
+        self.results: list[RunResult] = []  # the latest runs, newest last (bounded)
+        for schedule in schedules:
+            self.scheduler.add_job(
+                self.fire,
+                trigger=trigger_for(schedule),
+                args=(schedule.name,),
+                id=f"summary:{schedule.name}",
+                name=f"health summary {schedule.name}",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=int(max(1.0, schedule.missed_grace_seconds)),
+            )
+
+    @property
+    def jobs(self) -> dict[str, Any]:
+        """apscheduler's Job per schedule name (tests trigger `job.func(*job.args)` directly)."""
+        return {job.args[0]: job for job in self.scheduler.get_jobs()}
+
+    async def start(self, *, catch_up: bool = True, now: float | None = None) -> None:
+        self.scheduler.start()
+        if catch_up:
+            for schedule in self.schedules.values():
+                self._spawn(schedule, now=now, window=schedule.missed_grace_seconds, why="missed while down")
+
+    async def catch_up(self, *, now: float | None = None) -> list[RunResult]:
+        """Run each schedule's missed fire time within its grace (what start() does), and wait."""
+        results = []
+        for schedule in self.schedules.values():
+            result = await self._run(schedule, now=now, window=schedule.missed_grace_seconds, why="missed")
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def fire(self, name: str, now: float | None = None) -> RunResult | None:
+        """The job function apscheduler calls at each fire time (and tests call directly)."""
+        schedule = self.schedules[name]
+        window = max(ON_TIME_WINDOW_SECONDS, schedule.missed_grace_seconds)
+        task = self._spawn(schedule, now=now, window=window, why="scheduled")
+        return await asyncio.shield(task)
+
+    def _spawn(
+        self, schedule: ScheduleConfig, *, now: float | None, window: float, why: str
+    ) -> asyncio.Task[RunResult | None]:
+        task = asyncio.get_running_loop().create_task(
+            self._run(schedule, now=now, window=window, why=why), name=f"summary:{schedule.name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(
+        self, schedule: ScheduleConfig, *, now: float | None, window: float, why: str
+    ) -> RunResult | None:
+        try:
+            result = await run_schedule(
+                self.deps,
+                schedule,
+                now=time.time() if now is None else now,
+                window_seconds=window,
+                owner=self.owner,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # One failed run (store down) must not end the schedule; the next fire time tries again.
+            _log.exception("health summary %s (%s) failed", schedule.name, why)
+            return None
+        if result.outcome != "not-due":
+            _log.info("health summary %s (%s): %s", schedule.name, why, result.outcome)
+        self.results = [*self.results[-49:], result]
+        return result
+
+    async def wait_idle(self) -> None:
+        """Wait for runs in progress (catch-up at start-up, a job that just fired)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # AsyncIOScheduler.shutdown is scheduled on the loop; let it run before the loop goes away.
+        await asyncio.sleep(0)
+
+
+SCHEDULER: web.AppKey[SummaryScheduler] = web.AppKey("summary_scheduler", SummaryScheduler)
+
+
+async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx entry: start the summary scheduler (after the store and Slack), stop it on exit."""
+    config = app[keys.CONFIG]
+    if not config.schedules:
+        yield
+        return
+    if not config.slack.enabled:
+        _log.warning("schedules configured but slack is disabled: no health summaries will be posted")
+        yield
+        return
+    scheduler = SummaryScheduler(deps_from_app(app), config.schedules)
+    app[SCHEDULER] = scheduler
+    await scheduler.start()
+    _log.info("health summaries scheduled: %s", ", ".join(config_line(s) for s in config.schedules))
+    try:
+        yield
+    finally:
+        await scheduler.stop()
+
+
+def config_line(schedule: ScheduleConfig) -> str:
+    return f"{schedule.name} ({schedule.cron} {schedule.timezone})"
