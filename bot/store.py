@@ -1238,10 +1238,17 @@ def _connect_and_migrate(
     path: str, synchronous: str, migrations: list[Migration], clock: Callable[[], float]
 ) -> tuple[sqlite3.Connection, int]:
     # isolation_level=None: no implicit transactions; every write is an explicit BEGIN IMMEDIATE.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, cached_statements=256)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, cached_statements=256)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open store {path}: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            # sqlite3 opens lazily: a missing directory or a file that is not a database shows here.
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
         if mode != "wal" and path != ":memory:":
             raise StoreError(f"cannot put {path} in WAL mode (journal_mode is {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")

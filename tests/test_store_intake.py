@@ -20,7 +20,7 @@ from bot.model import (
     Severity,
     WorkState,
 )
-from bot.store import MIGRATIONS, Migration, SchemaTooNew, Store, StoreClosed
+from bot.store import MIGRATIONS, Migration, SchemaTooNew, Store, StoreClosed, StoreError
 from tests.support.store import FakeClock, make_alert, make_payload
 
 Opener = Callable[..., Awaitable[Store]]
@@ -124,6 +124,17 @@ async def test_failing_migration_leaves_no_trace(tmp_store_opener: Opener, tmp_s
         await Store.open(str(tmp_store_path), migrations=broken)
     assert "half_done" not in _tables(tmp_store_path)
     assert _versions(tmp_store_path) == [m.version for m in MIGRATIONS]
+
+
+@pytest.mark.parametrize("problem", ["missing directory", "not a database"])
+async def test_unusable_store_file_is_a_clear_error(tmp_path: Path, problem: str) -> None:
+    if problem == "missing directory":
+        path = tmp_path / "absent" / "pitcrew.db"
+    else:
+        path = tmp_path / "pitcrew.db"
+        path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=f"cannot open store {path}: "):
+        await Store.open(str(path))
 
 
 async def test_a_closed_store_refuses_calls(tmp_store: Store) -> None:
