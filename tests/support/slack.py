@@ -594,3 +594,149 @@ async def socket_mode_server() -> AsyncIterator[SocketModeServer]:
         yield server
     finally:
         await server.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# An executor for Slack-level tests: it keeps the store's execution protocol exactly as
+# bot.remediate does (start_execution -> EXECUTING -> backups -> events -> finish -> final state), so
+# "one execution per incident" is still the store's real SQL guarantee, but touches no cluster.
+# The end-to-end test uses the real bot.remediate against the emulated cluster instead.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptedResult:
+    execution_id: int | None
+    outcome: str
+    detail: str
+    backups: tuple[str, ...] = ()
+
+
+@dataclass
+class ScriptedExecutor:
+    store: Any
+    outcome: str = "succeeded"
+    hold: asyncio.Event | None = None  # when set, each execution waits for it (a long remediation)
+    started: list[int] = field(default_factory=list)
+    rollbacks: list[Any] = field(default_factory=list)
+
+    async def execute(self, findings: Any, *, incident_id: int, actor: str, on_event: Any) -> ScriptedResult:
+        from bot.model import StepEvent as Event
+        from bot.model import WorkState as State
+        from bot.model import plan_to_json
+        from bot.store import ExecutionConflict
+
+        steps = [s for f in findings if f.plan is not None for s in f.plan.steps]
+        targets = [str(s.target) for s in steps]
+        plan = Plan(steps=tuple(steps))
+        try:
+            execution = await self.store.start_execution(
+                incident_id, actor, targets, json.dumps(plan_to_json(plan))
+            )
+        except ExecutionConflict as exc:
+            return ScriptedResult(exc.execution_id, "refused", exc.reason)
+        self.started.append(execution.id)
+        await self.store.set_work_state(incident_id, State.EXECUTING)
+        backup = await self.store.save_backup(execution.id, targets[0], "object", "{}")
+        for i, step in enumerate(steps):
+            await on_event(
+                Event(execution.id, i, step.action, "started", f"{step.target}: {step.description}")
+            )
+            if i == 0 and self.hold is not None:
+                await self.hold.wait()
+            await on_event(
+                Event(
+                    execution.id,
+                    i,
+                    step.action,
+                    "done",
+                    step.description,
+                    backup_id=backup if i == 0 else None,
+                )
+            )
+        await on_event(Event(execution.id, -1, "validate", "done", "1 checks passed (0 with warnings)"))
+        detail = (
+            "all steps done and validation passed" if self.outcome == "succeeded" else "validation failed"
+        )
+        await self.store.finish_execution(execution.id, self.outcome, detail)
+        await self.store.set_work_state(
+            incident_id, State.SUCCEEDED if self.outcome == "succeeded" else State.FAILED
+        )
+        await on_event(Event(execution.id, -1, "execution", "done", f"{self.outcome}: {detail}"))
+        return ScriptedResult(execution.id, self.outcome, detail, (backup,))
+
+    async def rollback(self, ref: Any, *, actor: str, on_event: Any) -> ScriptedResult:
+        from bot.model import StepEvent as Event
+        from bot.model import WorkState as State
+
+        self.rollbacks.append(ref)
+        original = await self.store.get_execution(int(ref))
+        await on_event(Event(original.id, -1, "rollback", "rolled-back", "restored b-1"))
+        await self.store.finish_execution(original.id, "rolled-back", "rolled back")
+        if original.incident_id is not None:
+            await self.store.set_work_state(original.incident_id, State.ROLLED_BACK)
+        return ScriptedResult(original.id, "rolled-back", "restored b-1", ())
+
+
+async def seed_incident(
+    store: Any,
+    *,
+    group: str = "g1",
+    severity: str = "critical",
+    namespace: str = "monitoring",
+    findings: tuple[Finding, ...] | None = None,
+    dry_run_diff: str | None = "--- a\n+++ b\n+    runAsUser: 65534\n",
+    status: str = "firing",
+) -> int:
+    """An incident through the store's real intake and diagnosis calls; returns its id."""
+    from bot.alertmanager import WebhookPayload
+
+    labels = {"alertname": "KubePodCrashLooping", "namespace": namespace, "severity": severity}
+    alert = Alert(
+        fingerprint=f"fp-{group}",
+        status="firing" if status == "firing" else "resolved",
+        labels={**labels, "pod": "prometheus-0"},
+        annotations={"summary": "prometheus-0 is crash looping"},
+        starts_at="2026-11-25T08:00:00Z",
+        ends_at=None if status == "firing" else "2026-11-25T09:00:00Z",
+    )
+    payload = WebhookPayload(
+        version="4",
+        receiver="pitcrew",
+        status="firing" if status == "firing" else "resolved",
+        alerts=(alert,),
+        group_labels={"alertname": "KubePodCrashLooping"},
+        common_labels=labels,
+        common_annotations={"summary": "prometheus-0 is crash looping"},
+        external_url="http://alertmanager.example:9093",
+        group_key=f'{{}}:{{alertname="KubePodCrashLooping",group="{group}"}}',
+    )
+    result = await store.record_webhook(payload)
+    chosen = sample_findings(severity=Severity(severity)) if findings is None else findings
+    await store.save_diagnosis(result.incident_id, chosen, dry_run_diff=dry_run_diff, error=None)
+    return int(result.incident_id)
+
+
+def resolved_payload_for(group: str = "g1", severity: str = "critical") -> Any:
+    from bot.alertmanager import WebhookPayload
+
+    labels = {"alertname": "KubePodCrashLooping", "namespace": "monitoring", "severity": severity}
+    alert = Alert(
+        fingerprint=f"fp-{group}",
+        status="resolved",
+        labels={**labels, "pod": "prometheus-0"},
+        annotations={"summary": "prometheus-0 is crash looping"},
+        starts_at="2026-11-25T08:00:00Z",
+        ends_at="2026-11-25T09:00:00Z",
+    )
+    return WebhookPayload(
+        version="4",
+        receiver="pitcrew",
+        status="resolved",
+        alerts=(alert,),
+        group_labels={"alertname": "KubePodCrashLooping"},
+        common_labels=labels,
+        common_annotations={"summary": "prometheus-0 is crash looping"},
+        external_url="http://alertmanager.example:9093",
+        group_key=f'{{}}:{{alertname="KubePodCrashLooping",group="{group}"}}',
+    )

@@ -1,0 +1,440 @@
+"""pitcrew's Slack app through Bolt's real request handling: signed slash commands, button clicks and
+modal submissions over HTTP, against a real store and the recording Slack Web API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+
+from bot.metrics import MetricsRegistry
+from bot.model import WorkState
+from bot.slack import blocks as B
+from bot.slack.approvers import ApprovalPolicy, ApproverRule
+from bot.slack.service import SlackMetrics, SlackService
+from bot.slack.settings import SlackSettings
+from bot.store import Store
+from tests.support.slack import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    ApiCall,
+    ScriptedExecutor,
+    SlackApiServer,
+    block_actions_body,
+    resolved_payload_for,
+    seed_incident,
+    sign,
+    slash_command_body,
+    view_submission_body,
+)
+
+pytestmark = pytest.mark.integration
+
+POLICY = ApprovalPolicy(default=ApproverRule(users=frozenset({"UALICE", "UBOB"}), groups=frozenset({"SOPS"})))
+
+
+@dataclass
+class Clock:
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Env:
+    api: SlackApiServer
+    store: Store
+    service: SlackService
+    executor: ScriptedExecutor
+    registry: MetricsRegistry
+    url: str
+    http: ClientSession
+    clock: Clock
+
+    async def post(self, body: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        async with self.http.post(self.url, data=body.encode(), headers=headers or sign(body)) as resp:
+            return resp.status, await resp.text()
+
+    async def click(self, action_id: str, value: str, user: str = "UALICE", **kwargs: Any) -> int:
+        body = block_actions_body(
+            action_id, value, user_id=user, response_url=self.api.response_url(user), **kwargs
+        )
+        status, _ = await self.post(body)
+        return status
+
+    async def command(self, text: str, user: str = "UALICE") -> tuple[int, str]:
+        return await self.post(
+            slash_command_body(text, user_id=user, response_url=self.api.response_url("cmd"))
+        )
+
+    async def posted(self, incident_id: int) -> tuple[str, str]:
+        await self.api.wait_for(lambda a: bool(a.ok_calls("chat.postMessage")), what="incident post")
+        message = None
+        for _ in range(100):
+            message = await self.store.get_slack_message(incident_id)
+            if message:
+                break
+            await asyncio.sleep(0.02)
+        assert message is not None
+        return message
+
+
+def thread(api: SlackApiServer, ts: str) -> list[ApiCall]:
+    return [c for c in api.ok_calls("chat.postMessage") if c.thread_ts == ts]
+
+
+def parent_updates(api: SlackApiServer, ts: str) -> list[ApiCall]:
+    return [c for c in api.ok_calls("chat.update") if c.args.get("ts") == ts]
+
+
+@contextlib.asynccontextmanager
+async def make_env(api: SlackApiServer, tmp_path: Path, **settings_kwargs: Any) -> AsyncIterator[Env]:
+    clock = Clock()
+    store = await Store.open(str(tmp_path / "pitcrew.db"))
+    settings = SlackSettings(
+        bot_token=BOT_TOKEN,
+        signing_secret=SIGNING_SECRET,
+        default_channel="C-ALERTS",
+        api_base_url=api.base_url,
+        policy=settings_kwargs.pop("policy", POLICY),
+        alertmanager_url="http://127.0.0.1:9",
+        **settings_kwargs,
+    )
+    registry = MetricsRegistry()
+    executor = ScriptedExecutor(store)
+    service = SlackService(
+        settings,
+        store,
+        executor=executor,
+        metrics=SlackMetrics.register(registry, store),
+        sync_interval_seconds=0.1,
+        clock=clock,
+    )
+    app = web.Application()
+    app.router.add_post("/slack/events", service.handle_http)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await service.start()
+    http = ClientSession()
+    try:
+        yield Env(
+            api, store, service, executor, registry, f"http://127.0.0.1:{port}/slack/events", http, clock
+        )
+    finally:
+        await http.close()
+        await service.stop()
+        await runner.cleanup()
+        await store.close()
+
+
+@pytest.fixture
+async def env(slack_api: SlackApiServer, tmp_path: Path) -> AsyncIterator[Env]:
+    async with make_env(slack_api, tmp_path) as e:
+        yield e
+
+
+# ---------------------------------------------------------------------------------------------
+# The incident message
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_incident_posted_once_then_updated_in_place(env: Env) -> None:
+    incident_id = await seed_incident(env.store)
+    await env.service.post_incident(incident_id)
+    channel, ts = await env.posted(incident_id)
+    first = env.api.ok_calls("chat.postMessage")[0]
+    assert channel == "C-ALERTS" and first.thread_ts is None
+    assert B.ACTION_APPROVE in first.action_ids() and "prometheus-storage-permission" in first.text
+
+    # Re-notification of the same group: the same message is updated, never a second post.
+    await env.service.post_incident(incident_id)
+    await env.api.wait_for(lambda a: bool(parent_updates(a, ts)), what="chat.update")
+    assert len([c for c in env.api.ok_calls("chat.postMessage") if c.thread_ts is None]) == 1
+
+    # Resolution (through the store's real intake) updates the message and notes it in the thread.
+    await env.store.record_webhook(resolved_payload_for())
+    await env.api.wait_for(lambda a: any("Resolved" in c.text for c in thread(a, ts)), what="resolved note")
+    await env.api.wait_for(lambda a: "RESOLVED" in parent_updates(a, ts)[-1].text, what="resolved header")
+    assert B.ACTION_APPROVE not in parent_updates(env.api, ts)[-1].action_ids()
+
+
+async def test_routing_by_severity(slack_api: SlackApiServer, tmp_path: Path) -> None:
+    from bot.slack.settings import Route
+
+    routes = (Route(channel="C-CRIT", severity="critical"), Route(channel="C-OPS", namespace="other"))
+    async with make_env(slack_api, tmp_path, routes=routes) as env:
+        incident_id = await seed_incident(env.store)
+        await env.service.post_incident(incident_id)
+        channel, _ = await env.posted(incident_id)
+        assert channel == "C-CRIT"
+
+
+# ---------------------------------------------------------------------------------------------
+# Approve, execution thread, rollback
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_signed_approve_runs_the_plan_with_ordered_thread_and_rollback(env: Env) -> None:
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    _, ts = await env.posted(incident_id)
+
+    assert await env.click(B.ACTION_APPROVE, str(incident_id)) == 200
+    await env.api.wait_for(
+        lambda a: any(B.ACTION_ROLLBACK in c.action_ids() for c in thread(a, ts)),
+        what="final reply with Rollback",
+    )
+    replies = [c.args["text"] for c in thread(env.api, ts)]
+    expected_order = [
+        "step 1 patch: monitoring",
+        "step 1 patch: set",
+        "step 2 restart-pod",
+        "step 3 wait-ready",
+        "validate",
+        "execution",
+        "Execution",
+    ]
+    positions = [next(i for i, t in enumerate(replies) if key in t) for key in expected_order]
+    assert positions == sorted(positions), replies
+    assert any("backup `b-1`" in t for t in replies)
+    await env.api.wait_for(
+        lambda a: "Fixed and validated" in parent_updates(a, ts)[-1].text, what="parent final"
+    )
+    final_parent = parent_updates(env.api, ts)[-1]
+    assert "Approved by <@UALICE>" in final_parent.text and B.ACTION_ROLLBACK in final_parent.action_ids()
+    assert env.executor.started == [1]
+    decisions = await env.store.list_decisions(incident_id)
+    assert [(d.user_id, d.decision) for d in decisions] == [("UALICE", "approve")]
+
+    # Rollback, authorised like Approve.
+    execution_id = env.executor.started[0]
+    assert await env.click(B.ACTION_ROLLBACK, str(execution_id), user="UMALLORY") == 200
+    await env.api.wait_for(lambda a: any("Not done" in r.get("text", "") for r in a.responses), what="denial")
+    assert env.executor.rollbacks == []
+    assert await env.click(B.ACTION_ROLLBACK, str(execution_id), user="UBOB") == 200
+    await env.api.wait_for(
+        lambda a: any("Rolled back" in c.text for c in parent_updates(a, ts)), what="rolled back"
+    )
+    assert env.executor.rollbacks == [execution_id]
+    incident = await env.store.get_incident(incident_id)
+    assert incident is not None and incident.work_state is WorkState.ROLLED_BACK
+
+
+async def test_same_click_twice_and_two_users_at_once_start_one_execution(env: Env) -> None:
+    env.executor.hold = asyncio.Event()
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    await env.posted(incident_id)
+    statuses = await asyncio.gather(
+        *(env.click(B.ACTION_APPROVE, str(incident_id), user=u) for u in ("UALICE", "UALICE", "UBOB", "UBOB"))
+    )
+    assert statuses == [200, 200, 200, 200]
+    for _ in range(200):
+        if len(await env.store.list_executions(incident_id)) == 1 and len(env.api.responses) >= 4:
+            break
+        await asyncio.sleep(0.02)
+    env.executor.hold.set()
+    await env.service.drain()
+    assert len(await env.store.list_executions(incident_id)) == 1
+    assert len(env.executor.started) == 1
+    audit = [e.action for e in await env.store.list_audit(incident_id=incident_id)]
+    assert audit.count("approved") == 4
+
+
+async def test_unauthorised_click_changes_nothing_and_is_audited(env: Env) -> None:
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    await env.posted(incident_id)
+    updates_before = len(env.api.ok_calls("chat.update"))
+
+    assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UMALLORY") == 200
+    await env.api.wait_for(lambda a: bool(a.responses), what="ephemeral answer")
+    answer = env.api.responses[0]
+    assert answer["response_type"] == "ephemeral" and "not an approver" in answer["text"]
+    await env.service.drain()
+    incident = await env.store.get_incident(incident_id)
+    assert incident is not None and incident.work_state is WorkState.DIAGNOSED
+    assert await env.store.list_decisions(incident_id) == []
+    assert await env.store.list_executions(incident_id) == []
+    assert env.executor.started == []
+    assert len(env.api.ok_calls("chat.update")) == updates_before
+    audit = await env.store.list_audit(incident_id=incident_id)
+    assert [(e.actor, e.action) for e in audit] == [("slack:UMALLORY", "approve denied")]
+
+
+async def test_group_membership_authorises(env: Env) -> None:
+    env.api.usergroups["SOPS"] = ["UCAROL"]
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    await env.posted(incident_id)
+    assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UCAROL") == 200
+    await env.api.wait_for(lambda a: bool(a.responses), what="answer")
+    await env.service.drain()
+    assert env.executor.started == [1]
+    assert env.api.ok_calls("usergroups.users.list")[0].args["usergroup"] == "SOPS"
+
+
+async def test_critical_plan_needs_two_distinct_approvers(slack_api: SlackApiServer, tmp_path: Path) -> None:
+    policy = ApprovalPolicy(default=POLICY.default, two_for_critical=True)
+    async with make_env(slack_api, tmp_path, policy=policy) as env:
+        incident_id = await seed_incident(env.store, severity="critical")
+        await env.service.post_incident(incident_id)
+        _, parent_ts = await env.posted(incident_id)
+        assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UALICE") == 200
+        assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UALICE") == 200  # same person again
+        await env.api.wait_for(lambda a: len(a.responses) >= 2, what="answers")
+        await env.service.drain()
+        assert env.executor.started == []
+        assert all("needs 2 distinct approvers" in r["text"] for r in env.api.responses)
+        await env.api.wait_for(
+            lambda a: any("(1 so far)" in c.text for c in parent_updates(a, parent_ts)),
+            what="waiting for second",
+        )
+        assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UBOB") == 200
+        await env.api.wait_for(lambda a: len(a.responses) >= 3, what="third answer")
+        await env.service.drain()
+        assert env.executor.started == [1]
+
+
+async def test_expired_approval_says_so(env: Env) -> None:
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    _, ts = await env.posted(incident_id)
+    env.clock.now += 3601  # default expiry is an hour
+    assert await env.click(B.ACTION_APPROVE, str(incident_id)) == 200
+    await env.api.wait_for(lambda a: bool(a.responses), what="answer")
+    assert "expired" in env.api.responses[0]["text"]
+    await env.api.wait_for(
+        lambda a: any("Approval expired" in c.text for c in parent_updates(a, ts)), what="expired"
+    )
+    assert B.ACTION_APPROVE not in parent_updates(env.api, ts)[-1].action_ids()
+    assert env.executor.started == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Reject (modal) and Details
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_reject_opens_a_modal_and_submission_records_who_and_why(env: Env) -> None:
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    _, ts = await env.posted(incident_id)
+    assert await env.click(B.ACTION_REJECT, str(incident_id), user="UBOB") == 200
+    await env.api.wait_for(lambda a: bool(a.ok_calls("views.open")), what="views.open")
+    view = env.api.ok_calls("views.open")[0].args["view"]
+    assert view["callback_id"] == B.REJECT_MODAL
+
+    values = {
+        B.REJECT_REASON_BLOCK: {
+            B.REJECT_REASON_INPUT: {"type": "plain_text_input", "value": "not during the demo"}
+        }
+    }
+    body = view_submission_body(B.REJECT_MODAL, view["private_metadata"], values, user_id="UBOB")
+    status, text = await env.post(body)
+    assert status == 200 and text == ""
+    await env.api.wait_for(
+        lambda a: any("Rejected by <@UBOB>" in c.text for c in parent_updates(a, ts)), what="rejected"
+    )
+    assert "not during the demo" in parent_updates(env.api, ts)[-1].text
+    decisions = await env.store.list_decisions(incident_id)
+    assert [(d.user_id, d.decision, d.reason) for d in decisions] == [
+        ("UBOB", "reject", "not during the demo")
+    ]
+    await env.api.wait_for(lambda a: bool(a.ok_calls("chat.postEphemeral")), what="ephemeral confirmation")
+
+    # Approving a rejected incident does nothing.
+    assert await env.click(B.ACTION_APPROVE, str(incident_id)) == 200
+    await env.api.wait_for(lambda a: any("rejected" in r["text"] for r in a.responses), what="refusal")
+    assert env.executor.started == []
+
+
+async def test_details_answers_ephemerally(env: Env) -> None:
+    incident_id = await seed_incident(env.store)
+    assert await env.click(B.ACTION_DETAILS, str(incident_id)) == 200
+    await env.api.wait_for(lambda a: bool(a.responses), what="details")
+    assert "permission denied" in json.dumps(env.api.responses[0]["blocks"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_forged_and_stale_signatures_are_rejected_and_counted(env: Env) -> None:
+    incident_id = await seed_incident(env.store, severity="warning")
+    body = block_actions_body(B.ACTION_APPROVE, str(incident_id), response_url=env.api.response_url())
+    forged = sign(body, secret="not-the-secret")
+    stale = sign(body, timestamp=int(time.time()) - 600)
+    tampered = sign(body)
+    assert (await env.post(body, forged))[0] == 401
+    assert (await env.post(body, stale))[0] == 401
+    assert (await env.post(body.replace("UALICE", "UBOB"), tampered))[0] == 401
+    assert (await env.post(body, {"Content-Type": "application/x-www-form-urlencoded"}))[0] == 401
+    metrics = await env.registry.render()
+    assert 'pitcrew_slack_requests_rejected_total{reason="invalid_signature"} 3' in metrics
+    assert 'pitcrew_slack_requests_rejected_total{reason="stale"} 1' in metrics
+    await env.service.drain()
+    assert await env.store.list_decisions(incident_id) == []
+    assert env.executor.started == []
+    assert env.api.responses == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Slash command
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_help_and_malformed_commands_get_usage_in_the_ack(env: Env) -> None:
+    status, text = await env.command("help")
+    assert status == 200 and "/pitcrew silence INCIDENT DURATION" in text
+    status, text = await env.command("frobnicate now")
+    assert status == 200 and "unknown subcommand 'frobnicate'" in text and "Usage" in text
+    status, text = await env.command("silence 3 forever")
+    assert status == 200 and "not a duration" in text
+
+
+async def test_status_history_and_diagnose_commands(env: Env) -> None:
+    incident_id = await seed_incident(env.store)
+    status, text = await env.command("status")
+    assert status == 200 and text == ""
+    await env.api.wait_for(lambda a: bool(a.responses), what="status answer")
+    assert f"#{incident_id} KubePodCrashLooping" in json.dumps(env.api.responses[0])
+
+    await env.command("history 5")
+    await env.api.wait_for(lambda a: len(a.responses) >= 2, what="history answer")
+    assert "Last 0 execution(s)" in env.api.responses[1]["text"]
+
+    await env.command("diagnose monitoring/StatefulSet/prometheus")
+    await env.api.wait_for(lambda a: len(a.responses) >= 3, what="diagnose answer")
+    assert "Diagnosing monitoring/StatefulSet/prometheus" in env.api.responses[2]["text"]
+    pending = await env.store.list_incidents(work_states=[WorkState.PENDING])
+    assert (
+        len(pending) == 1
+        and pending[0].common_labels["pitcrew_target"] == "monitoring/StatefulSet/prometheus"
+    )
+    assert await env.store.get_kv(f"slack.channel.{pending[0].id}") == "C-OPS"
+
+
+async def test_rollback_command_checks_authorisation(env: Env) -> None:
+    await env.command("rollback 99", user="UALICE")
+    await env.api.wait_for(lambda a: bool(a.responses), what="answer")
+    assert "Execution 99 does not exist" in env.api.responses[0]["text"]
+
+
+def test_parse_of_signed_body_helpers() -> None:
+    body = slash_command_body("status", response_url="http://127.0.0.1:1/response/x")
+    assert urllib.parse.parse_qs(body)["text"] == ["status"]
