@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.support.sshd",
     "tests.support.alertmanager",
     "tests.support.kube",
+    "tests.support.slack",
 ]
