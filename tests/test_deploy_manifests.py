@@ -329,24 +329,6 @@ def test_without_the_prometheus_operator_component(tmp_path: Path) -> None:
     assert only(objects, "Deployment", "pitcrew")
 
 
-def test_adding_a_monitored_namespace_as_the_readme_says(tmp_path: Path) -> None:
-    copy = _copy_deploy(tmp_path)
-    shutil.copytree(copy / "monitored-namespace", copy / "monitored-logging")
-    sub = copy / "monitored-logging" / "kustomization.yaml"
-    sub.write_text(sub.read_text().replace("namespace: monitoring", "namespace: logging"))
-    kustomization = copy / "kustomization.yaml"
-    kustomization.write_text(
-        kustomization.read_text().replace(
-            "  - monitored-namespace\n", "  - monitored-namespace\n  - monitored-logging\n"
-        )
-    )
-    objects = render(copy)
-    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(objects, "Role")}
-    assert roles == {("monitoring", "pitcrew"), ("logging", "pitcrew")}
-    for binding in find(objects, "RoleBinding"):
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pitcrew", "namespace": "pitcrew"}]
-
-
 def test_a_broken_kustomization_fails_to_render(tmp_path: Path) -> None:
     copy = _copy_deploy(tmp_path)
     (copy / "service.yaml").unlink()
