@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="health summary of the monitoring namespaces")
     _cluster_flags(p)
     p.add_argument("--namespace", "-n", action="append", default=[])
+    p.add_argument("--snapshot", metavar="DIR", help="summarize offline from a diagnostic bundle")
     p.add_argument("--output", "-o", choices=("text", "json"), default="text")
     return parser
 

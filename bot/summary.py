@@ -347,7 +347,8 @@ def namespace_health(
         return NamespaceHealth(namespace=namespace, readable=False, problems=(problem,)), {}
     pods = [p for p in evidence.pods_in(namespace) if _counts_as_pod(p)]
     ready = [p for p in pods if p.ready and not p.meta.deleting]
-    not_ready = sorted((p for p in pods if p not in ready), key=lambda p: p.name)
+    ready_names = {p.name for p in ready}
+    not_ready = sorted((p for p in pods if p.name not in ready_names), key=lambda p: p.name)
     restarted, counts = _restarts(pods, previous_restarts)
 
     problems: list[Problem] = []
