@@ -6,5 +6,7 @@ pytest_plugins: list[str] = [
     "tests.support.sshd",
     "tests.support.alertmanager",
     "tests.support.kube",
+    "tests.support.kube_writes",
+    "tests.support.stackstubs",
     "tests.support.slack",
 ]

@@ -1,0 +1,154 @@
+"""`pitcrew history`: incidents, their plans, approvals and outcomes, and CLI executions, from the store.
+
+Building the history is a read of the store; rendering it (text or JSON) is pure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.model import Incident
+    from bot.store import Decision, Execution, Store
+
+
+@dataclass(frozen=True)
+class IncidentHistory:
+    incident: Incident
+    decisions: tuple[Decision, ...]
+    execution: Execution | None
+
+
+@dataclass(frozen=True)
+class History:
+    incidents: tuple[IncidentHistory, ...]
+    # Executions not tied to an incident (`pitcrew remediate` from a terminal, rollbacks).
+    other_executions: tuple[Execution, ...]
+
+
+async def load_history(store: Store, *, limit: int) -> History:
+    incidents = await store.list_incidents(limit=limit)
+    entries = []
+    for incident in incidents:
+        decisions = await store.list_decisions(incident.id)
+        executions = await store.list_executions(incident.id, limit=1)
+        entries.append(IncidentHistory(incident, tuple(decisions), executions[0] if executions else None))
+    others = [e for e in await store.list_executions(limit=limit) if e.incident_id is None]
+    return History(incidents=tuple(entries), other_executions=tuple(others))
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts)) if ts else "-"
+
+
+def _execution_line(execution: Execution) -> str:
+    return (
+        f"execution {execution.id} by {execution.actor} {_when(execution.started_at)}: {execution.status}"
+        + (f" — {execution.detail}" if execution.detail else "")
+    )
+
+
+def render_text(history: History) -> str:
+    lines: list[str] = []
+    if not history.incidents and not history.other_executions:
+        return "no incidents or executions recorded\n"
+    for entry in history.incidents:
+        inc = entry.incident
+        lines.append(
+            f"#{inc.id} {_when(inc.created_at)} {inc.alertname or '(no alertname)'} "
+            f"[{inc.status.value}, {inc.work_state.value}]"
+            + (f" ns={inc.namespace}" if inc.namespace else "")
+        )
+        for finding in inc.findings:
+            steps = len(finding.plan.steps) if finding.plan else 0
+            lines.append(
+                f"    finding {finding.code} ({finding.severity.value}): {finding.summary} — {steps} step(s)"
+            )
+        if inc.diagnosis_error:
+            lines.append(f"    diagnosis error: {inc.diagnosis_error}")
+        for decision in entry.decisions:
+            reason = f": {decision.reason}" if decision.reason else ""
+            lines.append(f"    {decision.decision} by {decision.user_name} {_when(decision.at)}{reason}")
+        if entry.execution is not None:
+            lines.append("    " + _execution_line(entry.execution))
+    if history.other_executions:
+        lines.append("executions without an incident (CLI, rollbacks):")
+        lines.extend("    " + _execution_line(e) for e in history.other_executions)
+    return "\n".join(lines) + "\n"
+
+
+def _execution_json(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "incident_id": execution.incident_id,
+        "actor": execution.actor,
+        "targets": list(execution.targets),
+        "status": execution.status,
+        "detail": execution.detail,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "plan": json.loads(execution.plan_json) if execution.plan_json else None,
+    }
+
+
+def render_json(history: History) -> str:
+    from bot.model import finding_to_json
+
+    return json.dumps(
+        {
+            "incidents": [
+                {
+                    "id": e.incident.id,
+                    "alertname": e.incident.alertname,
+                    "status": e.incident.status.value,
+                    "work_state": e.incident.work_state.value,
+                    "created_at": e.incident.created_at,
+                    "findings": [finding_to_json(f) for f in e.incident.findings],
+                    "decisions": [
+                        {"user": d.user_name, "decision": d.decision, "reason": d.reason, "at": d.at}
+                        for d in e.decisions
+                    ],
+                    "execution": _execution_json(e.execution) if e.execution else None,
+                }
+                for e in history.incidents
+            ],
+            "other_executions": [_execution_json(e) for e in history.other_executions],
+        },
+        indent=2,
+    )
+
+
+def cli_history(args: argparse.Namespace) -> int:
+    """`pitcrew history`: 0 always when the store can be read, 2 on bad config / unreadable store."""
+    from bot.config import Config, ConfigError, load_config
+    from bot.store import Store, StoreError
+
+    if args.limit < 1:
+        print("pitcrew history: --limit must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def run() -> History:
+        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        try:
+            return await load_history(store, limit=args.limit)
+        finally:
+            await store.close()
+
+    try:
+        history = asyncio.run(run())
+    except (StoreError, OSError) as exc:
+        print(f"pitcrew history: cannot read the store {config.store.path}: {exc}", file=sys.stderr)
+        return 2
+    print(render_json(history) if args.output == "json" else render_text(history), end="")
+    return 0

@@ -1,0 +1,1096 @@
+"""The executor: runs a finding's plan the way the seed's remediate script does, safely enough for a
+button in chat.
+
+Safety rules (DESIGN.md) and where each one lives:
+1. approval: the caller (Slack approval, or the CLI's per-step confirmation / `--yes`) decides; the
+   actor is recorded with every audit entry.
+2. backups: before each mutating step the live object (or the host path's owner/mode) is saved in the
+   store, committed, and written as YAML under `remediation.backup_dir`; its id is reported.
+3. dry run: `dry_run()` sends each patch with `dryRun=All` and renders the server's answer as a diff.
+4. no clobbering: patches carry `test` ops (the plan's, plus `metadata.resourceVersion` of the object
+   just backed up); the API answers 409/422 if anything changed, and the executor stops with
+   "object changed since diagnosis". ConfigMap edits also check the key's content seen at diagnosis.
+5. validation after the change; failure -> outcome failed, and rollback when configured.
+6. one execution per incident and one at a time per target: `Store.start_execution` (SQL).
+7. every step is in the audit log and reported through `on_event` (Slack thread, CLI).
+
+The executor talks to the cluster through the small `ClusterWriter` protocol (implemented by
+`bot.cluster.Cluster`) and to hosts through `bot.hosts.Hosts`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from bot.hosts import HostBackup, HostError
+from bot.model import (
+    CheckResult,
+    EditConfigMapStep,
+    Finding,
+    HostCommandStep,
+    JsonPatchOp,
+    ObjectRef,
+    PatchStep,
+    Plan,
+    RestartPodStep,
+    Step,
+    StepEvent,
+    WaitReadyStep,
+    WorkState,
+    plan_to_json,
+)
+from bot.store import ExecutionConflict
+from bot.validate import ValidationCluster, validate
+from bot.yamldiff import to_yaml, unified_yaml_diff
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.hosts import Hosts
+    from bot.store import Backup, Store
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["succeeded", "failed", "rolled-back", "refused"]
+EventSink = Callable[[StepEvent], Awaitable[None]]
+Confirm = Callable[[int, Step], Awaitable[bool]]
+
+# How often wait-ready polls the pod, and how often it reports progress while waiting.
+POLL_INTERVAL_SECONDS = 1.0
+PROGRESS_EVERY_SECONDS = 15.0
+
+
+# ---------------------------------------------------------------------------------------------
+# What the executor needs from the cluster adapter
+# ---------------------------------------------------------------------------------------------
+
+
+class ClusterWriter(Protocol):
+    """The write side of `bot.cluster.Cluster`. Methods raise an exception carrying the HTTP status
+    as an integer `status` attribute when the API server refuses a request (409 conflict, 422 failed
+    JSON Patch `test`, 404 ...)."""
+
+    async def read_raw(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The object as the API server returns it (plain JSON), or None if it does not exist."""
+        ...
+
+    async def json_patch(
+        self, ref: ObjectRef, ops: Sequence[Mapping[str, Any]], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """RFC 6902 patch; with dry_run the server answers with the result without persisting it."""
+        ...
+
+    async def delete_pod(self, ref: ObjectRef) -> None: ...
+
+
+class ExecutorCluster(ClusterWriter, ValidationCluster, Protocol):
+    """What `execute` needs: writes, plus what validation reads."""
+
+
+class StepFailed(Exception):
+    """A step could not be done; the message is what the operator reads."""
+
+
+class DryRunFailed(Exception):
+    """The server-side dry run was refused (object changed or missing, patch invalid)."""
+
+
+def api_status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What an execution (or a rollback) did. `refused`: it never started (e.g. the incident already
+    has an execution, or a target is locked by another one); nothing was changed then."""
+
+    execution_id: int | None
+    outcome: Outcome
+    detail: str
+    backups: tuple[str, ...] = ()
+    checks: tuple[CheckResult, ...] = ()
+    events: tuple[StepEvent, ...] = field(default_factory=tuple, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans and targets
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_of(findings_or_plan: Plan | Sequence[Finding]) -> Plan:
+    """One plan: the given one, or the steps of every finding that has an automatic plan, in order."""
+    if isinstance(findings_or_plan, Plan):
+        return findings_or_plan
+    steps: list[Step] = []
+    checks: list[str] = []
+    for finding in findings_or_plan:
+        if finding.plan is None:
+            continue
+        steps.extend(finding.plan.steps)
+        checks.extend(c for c in finding.plan.validation if c not in checks)
+    return Plan(steps=tuple(steps), validation=tuple(checks))
+
+
+def host_target(host: str, path: str) -> str:
+    return f"host:{host}:{path}"
+
+
+def step_lock_target(step: Step) -> str:
+    if isinstance(step, HostCommandStep):
+        return host_target(step.host, step.path)
+    return str(step.target)
+
+
+def plan_namespaces(plan: Plan) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.target.namespace for s in plan.steps if s.target.namespace))
+
+
+def _pointer(*parts: str) -> str:
+    """JSON Pointer (RFC 6901) from raw keys."""
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _resolve_pointer(obj: Any, pointer: str) -> tuple[bool, Any]:
+    if pointer == "":
+        return True, obj
+    current = obj
+    for raw in pointer.split("/")[1:]:
+        key = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(current, Mapping) and key in current:
+            current = current[key]
+        elif isinstance(current, list) and key.isdigit() and int(key) < len(current):
+            current = current[int(key)]
+        else:
+            return False, None
+    return True, current
+
+
+def _stale_tests(live: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> list[str]:
+    """The plan's `test` ops that no longer hold on the live object (for a precise message; the API
+    server checks them again atomically)."""
+    stale = []
+    for op in ops:
+        if op.op != "test":
+            continue
+        found, value = _resolve_pointer(live, op.path)
+        if not found or value != op.value:
+            stale.append(op.path)
+    return stale
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str | None:
+    rv = obj.get("metadata", {}).get("resourceVersion")
+    return str(rv) if rv is not None else None
+
+
+def _patch_ops(step: PatchStep | EditConfigMapStep, live_rv: str | None) -> list[dict[str, Any]]:
+    """The JSON Patch actually sent: pin the resourceVersion just backed up, then the plan's ops."""
+    ops: list[dict[str, Any]] = []
+    if live_rv is not None:
+        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": live_rv})
+    if isinstance(step, PatchStep):
+        ops.extend(op.to_json() for op in step.ops)
+    else:
+        key = _pointer("data", step.key)
+        ops.append({"op": "test", "path": key, "value": step.old_content})
+        ops.append({"op": "replace", "path": key, "value": step.new_content})
+    return ops
+
+
+def _changed_since_diagnosis(step: PatchStep | EditConfigMapStep, live: Mapping[str, Any]) -> str | None:
+    """Why the live object is not the one the plan was made against, or None if it still is."""
+    live_rv = _resource_version(live)
+    if step.resource_version is not None and live_rv != step.resource_version:
+        return (
+            f"object changed since diagnosis: {step.target} resourceVersion is {live_rv}, "
+            f"the plan was made at {step.resource_version}"
+        )
+    if isinstance(step, PatchStep):
+        stale = _stale_tests(live, step.ops)
+        if stale:
+            return f"object changed since diagnosis: {step.target} differs at {', '.join(stale)}"
+    else:
+        data = live.get("data") or {}
+        if step.key not in data:
+            return f"object changed since diagnosis: {step.target} has no key {step.key!r}"
+        if data[step.key] != step.old_content:
+            return f"object changed since diagnosis: {step.target} key {step.key!r} was edited"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run
+# ---------------------------------------------------------------------------------------------
+
+
+async def dry_run(findings: Plan | Sequence[Finding], cluster: ClusterWriter) -> str:
+    """Unified YAML diff of every patch / ConfigMap edit of the plan, as the API server would apply
+    it (server-side `dryRun=All`; nothing is persisted). Other steps are listed as comments.
+    Raises DryRunFailed if an object is missing, changed since diagnosis, or the patch is refused."""
+    plan = plan_of(findings)
+    parts: list[str] = []
+    for index, step in enumerate(plan.steps, start=1):
+        header = f"# {index}. {step.action} {step.target}: {step.description}"
+        if not isinstance(step, PatchStep | EditConfigMapStep):
+            if isinstance(step, HostCommandStep):
+                header += f" [{_host_step_text(step)}]"
+            parts.append(header + "\n")
+            continue
+        live = await cluster.read_raw(step.target)
+        if live is None:
+            raise DryRunFailed(f"{step.target} not found")
+        why = _changed_since_diagnosis(step, live)
+        if why:
+            raise DryRunFailed(why)
+        try:
+            after = await cluster.json_patch(
+                step.target, _patch_ops(step, _resource_version(live)), dry_run=True
+            )
+        except Exception as exc:
+            status = api_status(exc)
+            if status in (409, 422):
+                raise DryRunFailed(f"object changed since diagnosis: {step.target} ({exc})") from exc
+            raise DryRunFailed(f"dry run of {step.target} refused: {exc}") from exc
+        diff = unified_yaml_diff(live, after, label=str(step.target))
+        parts.append(header + "\n" + (diff or "# (no change)\n"))
+    return "".join(parts)
+
+
+def _host_step_text(step: HostCommandStep) -> str:
+    recursive = " -R" if step.recursive else ""
+    if step.operation == "chown":
+        return f"chown{recursive} {step.uid}:{step.gid} {step.path} on {step.host}"
+    mode = f"{step.mode:o}" if step.mode is not None else "?"
+    return f"chmod{recursive} {mode} {step.path} on {step.host}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Undo:
+    """How to undo one completed step."""
+
+    step_index: int
+    kind: Literal["object", "host", "restart"]
+    target: str
+    backup_id: str | None
+    content: str  # backup content (JSON object / HostBackup JSON); pod ref for restart
+
+
+class _Run:
+    """State of one execution or rollback: events, audit, backups."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: int,
+        incident_id: int | None,
+        actor: str,
+        store: Store,
+        on_event: EventSink,
+    ) -> None:
+        self.execution_id = execution_id
+        self.incident_id = incident_id
+        self.actor = actor
+        self.store = store
+        self.on_event = on_event
+        self.events: list[StepEvent] = []
+        self.backups: list[str] = []
+
+    async def emit(
+        self,
+        step_index: int,
+        action: str,
+        phase: Literal["started", "progress", "done", "failed", "skipped", "rolled-back"],
+        detail: str,
+        *,
+        backup_id: str | None = None,
+        elapsed: float | None = None,
+        audit: bool = True,
+    ) -> None:
+        event = StepEvent(
+            execution_id=self.execution_id,
+            step_index=step_index,
+            action=action,
+            phase=phase,
+            detail=detail,
+            backup_id=backup_id,
+            elapsed_seconds=None if elapsed is None else round(elapsed, 1),
+        )
+        self.events.append(event)
+        if audit:
+            where = f"step {step_index + 1}" if step_index >= 0 else "plan"
+            await self.store.audit(
+                self.actor,
+                f"{where} {action} {phase}",
+                incident_id=self.incident_id,
+                execution_id=self.execution_id,
+                detail=detail + (f" (backup {backup_id})" if backup_id else ""),
+            )
+        try:
+            await self.on_event(event)
+        except Exception:  # a Slack outage must not stop a half-done remediation
+            log.exception("on_event failed for execution %s", self.execution_id)
+
+
+def _backup_folder(config: Config, execution_id: int, started: float) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    return Path(config.remediation.backup_dir) / f"{stamp}-execution-{execution_id}"
+
+
+def _safe_file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:150]
+
+
+async def _write_backup_file(folder: Path, index: int, target: str, content: str) -> None:
+    def write() -> None:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{index:02d}-{_safe_file_name(target)}.yaml"
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = content
+        path.write_text(f"# pitcrew backup of {target}\n" + to_yaml(data))
+
+    await asyncio.to_thread(write)
+
+
+async def _backup(
+    run: _Run,
+    config: Config,
+    folder: Path,
+    index: int,
+    target: str,
+    kind: Literal["object", "host"],
+    content: str,
+) -> str:
+    # The store row is the backup of record and is committed first; the YAML file is for humans.
+    backup_id = await run.store.save_backup(run.execution_id, target, kind, content)
+    run.backups.append(backup_id)
+    try:
+        await _write_backup_file(folder, index, target, content)
+    except OSError as exc:
+        raise StepFailed(
+            f"cannot write backup file under {folder}: {exc} (backup {backup_id} is in the store)"
+        ) from exc
+    return backup_id
+
+
+async def _do_patch(
+    run: _Run,
+    step: PatchStep | EditConfigMapStep,
+    index: int,
+    cluster: ClusterWriter,
+    config: Config,
+    folder: Path,
+    undo: list[_Undo],
+) -> tuple[str, str]:
+    live = await cluster.read_raw(step.target)
+    if live is None:
+        raise StepFailed(f"{step.target} not found")
+    why = _changed_since_diagnosis(step, live)
+    if why:
+        raise StepFailed(why)
+    content = json.dumps(live, sort_keys=True)
+    backup_id = await _backup(run, config, folder, index, str(step.target), "object", content)
+    await run.emit(index, step.action, "progress", f"backed up {step.target}", backup_id=backup_id)
+    try:
+        await cluster.json_patch(step.target, _patch_ops(step, _resource_version(live)))
+    except Exception as exc:
+        if api_status(exc) in (409, 422):
+            raise StepFailed(
+                f"object changed since diagnosis: {step.target} (the API refused the patch)"
+            ) from exc
+        raise StepFailed(f"patch of {step.target} failed: {exc}") from exc
+    undo.append(_Undo(index, "object", str(step.target), backup_id, content))
+    what = f"key {step.key!r} of " if isinstance(step, EditConfigMapStep) else ""
+    return f"patched {what}{step.target}", backup_id
+
+
+async def _do_restart(
+    run: _Run,
+    step: RestartPodStep,
+    index: int,
+    cluster: ClusterWriter,
+    config: Config,
+    folder: Path,
+    restarted: dict[ObjectRef, str],
+    undo: list[_Undo],
+) -> tuple[str, str | None]:
+    pod = await cluster.read_raw(step.target)
+    if pod is None:
+        restarted[step.target] = ""
+        return f"{step.target} does not exist; its controller will create it", None
+    content = json.dumps(pod, sort_keys=True)
+    backup_id = await _backup(run, config, folder, index, str(step.target), "object", content)
+    uid = str(pod.get("metadata", {}).get("uid", ""))
+    try:
+        await cluster.delete_pod(step.target)
+    except Exception as exc:
+        if api_status(exc) != 404:
+            raise StepFailed(f"delete of {step.target} failed: {exc}") from exc
+    restarted[step.target] = uid
+    undo.append(_Undo(index, "restart", str(step.target), backup_id, str(step.target)))
+    return f"deleted {step.target} (uid {uid or '?'}); its controller recreates it", backup_id
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    for condition in pod.get("status", {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _pod_state(pod: Mapping[str, Any] | None, old_uid: str | None) -> tuple[bool, str]:
+    if pod is None:
+        return False, "pod not created yet"
+    meta = pod.get("metadata", {})
+    if old_uid and meta.get("uid") == old_uid:
+        return False, "old pod still present"
+    if meta.get("deletionTimestamp"):
+        return False, "pod terminating"
+    phase = pod.get("status", {}).get("phase") or "Pending"
+    if _pod_ready(pod):
+        return True, f"Ready ({phase})"
+    waiting = [
+        s.get("state", {}).get("waiting", {}).get("reason")
+        for s in pod.get("status", {}).get("containerStatuses") or ()
+        if s.get("state", {}).get("waiting")
+    ]
+    return False, f"{phase}, not Ready" + (f" ({', '.join(w for w in waiting if w)})" if any(waiting) else "")
+
+
+async def _do_wait(
+    run: _Run,
+    step: WaitReadyStep,
+    index: int,
+    cluster: ClusterWriter,
+    config: Config,
+    restarted: Mapping[ObjectRef, str],
+    poll_interval: float,
+) -> str:
+    timeout = min(step.timeout_seconds, float(config.remediation.wait_ready_timeout_seconds))
+    old_uid = restarted.get(step.target)
+    started = time.monotonic()
+    last_report = started
+    last_state = ""
+    while True:
+        elapsed = time.monotonic() - started
+        try:
+            pod = await cluster.read_raw(step.target)
+        except Exception as exc:  # a blip while waiting is not a failed step
+            pod, state_note = None, f"read failed: {exc}"
+        else:
+            state_note = ""
+        ready, state = _pod_state(pod, old_uid)
+        state = state_note or state
+        if ready:
+            return f"{step.target} Ready after {elapsed:.0f}s"
+        if elapsed >= timeout:
+            raise StepFailed(f"{step.target} not Ready after {timeout:g}s (last seen: {state})")
+        now = time.monotonic()
+        if state != last_state or now - last_report >= PROGRESS_EVERY_SECONDS:
+            await run.emit(
+                index,
+                step.action,
+                "progress",
+                f"waiting for {step.target}: {state}",
+                elapsed=elapsed,
+                audit=False,
+            )
+            last_state, last_report = state, now
+        await asyncio.sleep(min(poll_interval, max(0.0, timeout - elapsed)))
+
+
+async def _do_host(
+    run: _Run,
+    step: HostCommandStep,
+    index: int,
+    hosts: Hosts | None,
+    config: Config,
+    folder: Path,
+    undo: list[_Undo],
+) -> tuple[str, str]:
+    if hosts is None:
+        raise StepFailed("no hosts are configured; cannot run a host command")
+    try:
+        before = await hosts.snapshot(step.host, step.path, recursive=step.recursive)
+    except HostError as exc:
+        raise StepFailed(str(exc)) from exc
+    target = host_target(step.host, step.path)
+    content = before.to_json()
+    backup_id = await _backup(run, config, folder, index, target, "host", content)
+    await run.emit(
+        index,
+        step.action,
+        "progress",
+        f"recorded owner/mode of {len(before.entries)} entries",
+        backup_id=backup_id,
+    )
+    undo.append(_Undo(index, "host", target, backup_id, content))
+    try:
+        if step.operation == "chown":
+            if step.uid is None or step.gid is None:
+                raise StepFailed("chown needs uid and gid")
+            await hosts.chown(step.host, step.path, uid=step.uid, gid=step.gid, recursive=step.recursive)
+        else:
+            if step.mode is None:
+                raise StepFailed("chmod needs a mode")
+            await hosts.chmod(step.host, step.path, mode=step.mode, recursive=step.recursive)
+    except HostError as exc:
+        raise StepFailed(str(exc)) from exc
+    return _host_step_text(step), backup_id
+
+
+async def execute(
+    findings_or_plan: Plan | Sequence[Finding],
+    *,
+    incident_id: int | None,
+    actor: str,
+    cluster: ExecutorCluster,
+    hosts: Hosts | None,
+    store: Store,
+    config: Config,
+    on_event: EventSink,
+    confirm: Confirm | None = None,
+    poll_interval_seconds: float = POLL_INTERVAL_SECONDS,
+) -> ExecutionResult:
+    """Run the plan: backups, steps, validation, and rollback on failure when configured.
+
+    `actor` is who approved (a Slack user) or `cli`. `confirm`, when given, is asked before each step
+    (the CLI's interactive mode); a refusal stops the plan. Returns outcome `refused` without
+    changing anything if the store refuses the execution (incident already executed, target locked).
+    """
+    plan = plan_of(findings_or_plan)
+    if not plan.steps:
+        raise ValueError("nothing to execute: no finding has an automatic plan")
+    targets = [step_lock_target(s) for s in plan.steps]
+    try:
+        execution = await store.start_execution(incident_id, actor, targets, json.dumps(plan_to_json(plan)))
+    except ExecutionConflict as exc:
+        await store.audit(actor, "execution refused", incident_id=incident_id, detail=exc.reason)
+        return ExecutionResult(execution_id=exc.execution_id, outcome="refused", detail=exc.reason)
+
+    run = _Run(
+        execution_id=execution.id, incident_id=incident_id, actor=actor, store=store, on_event=on_event
+    )
+    if incident_id is not None:
+        await store.set_work_state(incident_id, WorkState.EXECUTING)
+    folder = _backup_folder(config, execution.id, execution.started_at)
+    started_wall = time.time()
+    undo: list[_Undo] = []
+    restarted: dict[ObjectRef, str] = {}
+    failure: str | None = None
+    try:
+        for index, step in enumerate(plan.steps):
+            if confirm is not None and not await confirm(index, step):
+                await run.emit(index, step.action, "skipped", f"not confirmed: {step.description}")
+                failure = f"stopped before step {index + 1}: not confirmed"
+                break
+            await run.emit(index, step.action, "started", f"{step.target}: {step.description}")
+            step_started = time.monotonic()
+            backup_id: str | None = None
+            try:
+                match step:
+                    case PatchStep() | EditConfigMapStep():
+                        detail, backup_id = await _do_patch(run, step, index, cluster, config, folder, undo)
+                    case RestartPodStep():
+                        detail, backup_id = await _do_restart(
+                            run, step, index, cluster, config, folder, restarted, undo
+                        )
+                    case WaitReadyStep():
+                        detail = await _do_wait(
+                            run, step, index, cluster, config, restarted, poll_interval_seconds
+                        )
+                    case HostCommandStep():
+                        detail, backup_id = await _do_host(run, step, index, hosts, config, folder, undo)
+            except StepFailed as exc:
+                failure = f"step {index + 1} ({step.action} {step.target}) failed: {exc}"
+                await run.emit(
+                    index, step.action, "failed", str(exc), elapsed=time.monotonic() - step_started
+                )
+                break
+            await run.emit(
+                index,
+                step.action,
+                "done",
+                detail,
+                backup_id=backup_id,
+                elapsed=time.monotonic() - step_started,
+            )
+
+        checks: tuple[CheckResult, ...] = ()
+        # Validate whenever something was changed, even after a failed step: the operator (and the
+        # thread) sees the state the rollback decision is made on.
+        if failure is None or undo:
+            namespaces = plan_namespaces(plan)
+            await run.emit(-1, "validate", "started", f"validating {', '.join(namespaces) or 'the plan'}")
+            results = await validate(
+                namespaces,
+                cluster=cluster,
+                config=config,
+                since=started_wall,
+                checks=plan.validation or None,
+            )
+            checks = tuple(results)
+            failed = [c for c in checks if c.status == "fail"]
+            summary = ", ".join(f"{c.name}: {c.detail}" for c in failed)
+            if failed:
+                failure = (
+                    f"{failure}; validation failed: {summary}" if failure else f"validation failed: {summary}"
+                )
+                await run.emit(-1, "validate", "failed", summary)
+            else:
+                warned = sum(1 for c in checks if c.status == "warn")
+                await run.emit(
+                    -1, "validate", "done", f"{len(checks)} checks passed ({warned} with warnings)"
+                )
+
+        outcome: Outcome = "succeeded"
+        detail = "all steps done and validation passed"
+        if failure is not None:
+            outcome, detail = "failed", failure
+            if undo and config.remediation.rollback_on_failure:
+                problems = await _undo_all(run, undo, cluster, hosts)
+                if problems:
+                    detail = f"{failure}; rollback incomplete: {'; '.join(problems)}"
+                else:
+                    outcome, detail = "rolled-back", f"{failure}; rolled back from backups"
+            elif undo:
+                detail = (
+                    f"{failure}; rollback available: pitcrew rollback {incident_id or f'e-{execution.id}'}"
+                )
+    except BaseException as exc:
+        # Cancelled or crashed half-way: record it so the target locks are freed and the log says why.
+        await _finish(run, store, incident_id, "failed", f"execution interrupted: {exc!r}")
+        raise
+    await _finish(run, store, incident_id, outcome, detail)
+    return ExecutionResult(
+        execution_id=execution.id,
+        outcome=outcome,
+        detail=detail,
+        backups=tuple(run.backups),
+        checks=checks,
+        events=tuple(run.events),
+    )
+
+
+async def _finish(run: _Run, store: Store, incident_id: int | None, outcome: Outcome, detail: str) -> None:
+    if outcome == "refused":  # pragma: no cover - never started, nothing to finish
+        return
+    await store.finish_execution(run.execution_id, outcome, detail)
+    if incident_id is not None:
+        state = {
+            "succeeded": WorkState.SUCCEEDED,
+            "failed": WorkState.FAILED,
+            "rolled-back": WorkState.ROLLED_BACK,
+        }[outcome]
+        await store.set_work_state(incident_id, state)
+    await run.emit(-1, "execution", "done" if outcome == "succeeded" else "failed", f"{outcome}: {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollback
+# ---------------------------------------------------------------------------------------------
+
+
+def _restore_ops(backup: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON Patch that puts the backed-up content back: a ConfigMap's data (and binaryData), any other
+    object's spec, exactly; pinned to the live resourceVersion so a concurrent write is not lost."""
+    ops: list[dict[str, Any]] = []
+    rv = _resource_version(live)
+    if rv is not None:
+        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": rv})
+    fields = ("data", "binaryData") if backup.get("kind") == "ConfigMap" or "data" in backup else ("spec",)
+    for name in fields:
+        if name in backup:
+            ops.append({"op": "add", "path": "/" + name, "value": backup[name]})  # add replaces if present
+        elif name in live:
+            ops.append({"op": "remove", "path": "/" + name})
+    return ops
+
+
+async def _restore_object(cluster: ClusterWriter, target: str, content: str) -> str:
+    ref = ObjectRef.parse(target)
+    backup = json.loads(content)
+    live = await cluster.read_raw(ref)
+    if live is None:
+        raise StepFailed(f"{target} no longer exists; restore it from the backup YAML by hand")
+    await cluster.json_patch(ref, _restore_ops(backup, live))
+    return f"restored {target} from backup"
+
+
+async def _undo_all(
+    run: _Run, undo: Sequence[_Undo], cluster: ClusterWriter, hosts: Hosts | None
+) -> list[str]:
+    """Undo completed steps in reverse order; pods that were restarted are restarted again at the
+    end, so they come back with the restored spec and config. Returns the problems (empty if all ok)."""
+    problems: list[str] = []
+    await run.emit(-1, "rollback", "started", f"undoing {len(undo)} completed step(s)")
+    for item in reversed(undo):
+        if item.kind == "restart":
+            continue
+        action = "restore-host" if item.kind == "host" else "restore"
+        try:
+            if item.kind == "host":
+                if hosts is None:
+                    raise StepFailed("no hosts configured")
+                backup = HostBackup.from_json(item.content)
+                await hosts.restore(backup)
+                detail = (
+                    f"restored owner/mode of {backup.path} on {backup.host} ({len(backup.entries)} entries)"
+                )
+            else:
+                detail = await _restore_object(cluster, item.target, item.content)
+        except Exception as exc:
+            problems.append(f"{item.target}: {exc}")
+            await run.emit(
+                item.step_index, action, "failed", f"{item.target}: {exc}", backup_id=item.backup_id
+            )
+            continue
+        await run.emit(item.step_index, action, "rolled-back", detail, backup_id=item.backup_id)
+    for item in undo:
+        if item.kind != "restart":
+            continue
+        try:
+            await cluster.delete_pod(ObjectRef.parse(item.content))
+        except Exception as exc:
+            if api_status(exc) != 404:
+                problems.append(f"{item.target}: {exc}")
+                await run.emit(item.step_index, "restart-pod", "failed", f"{item.target}: {exc}")
+                continue
+        await run.emit(
+            item.step_index,
+            "restart-pod",
+            "rolled-back",
+            f"restarted {item.target} to pick up restored state",
+        )
+    await run.emit(
+        -1, "rollback", "failed" if problems else "done", "; ".join(problems) or "all completed steps undone"
+    )
+    return problems
+
+
+def _undo_from_backups(backups: Sequence[Backup]) -> list[_Undo]:
+    items = []
+    for index, backup in enumerate(backups):
+        if backup.kind == "host":
+            items.append(_Undo(index, "host", backup.target, backup.id, backup.content))
+        elif backup.target.split("/")[-2:-1] == ["Pod"]:
+            items.append(_Undo(index, "restart", backup.target, backup.id, backup.target))
+        else:
+            items.append(_Undo(index, "object", backup.target, backup.id, backup.content))
+    return items
+
+
+async def rollback(
+    execution_id_or_backup_id: int | str,
+    *,
+    actor: str,
+    cluster: ClusterWriter,
+    hosts: Hosts | None,
+    store: Store,
+    on_event: EventSink,
+) -> ExecutionResult:
+    """Restore every backup of an execution (newest first), or one backup ("b-12").
+
+    The rollback is itself recorded as an execution holding the same target locks, so it cannot run
+    while another remediation touches those objects. The original execution's outcome becomes
+    `rolled-back` when everything was restored."""
+    single = isinstance(execution_id_or_backup_id, str)
+    if single:
+        backup = await store.get_backup(str(execution_id_or_backup_id))
+        if backup is None:
+            raise LookupError(f"backup {execution_id_or_backup_id} does not exist")
+        backups = [backup]
+        original = await store.get_execution(backup.execution_id)
+    else:
+        original = await store.get_execution(int(execution_id_or_backup_id))
+        if original is None:
+            raise LookupError(f"execution {execution_id_or_backup_id} does not exist")
+        backups = await store.list_backups(original.id)
+        if not backups:
+            raise LookupError(f"execution {original.id} has no backups; nothing to roll back")
+    if original is None:  # pragma: no cover - backups reference executions
+        raise LookupError("the backup's execution does not exist")
+    if original.status == "running":
+        return ExecutionResult(
+            execution_id=original.id, outcome="refused", detail=f"execution {original.id} is still running"
+        )
+    targets = [b.target for b in backups]
+    plan_json = json.dumps({"rollback_of": original.id, "backups": [b.id for b in backups]})
+    try:
+        execution = await store.start_execution(None, actor, targets, plan_json)
+    except ExecutionConflict as exc:
+        return ExecutionResult(execution_id=exc.execution_id, outcome="refused", detail=exc.reason)
+    run = _Run(
+        execution_id=execution.id,
+        incident_id=original.incident_id,
+        actor=actor,
+        store=store,
+        on_event=on_event,
+    )
+    try:
+        problems = await _undo_all(run, _undo_from_backups(backups), cluster, hosts)
+    except BaseException as exc:
+        await store.finish_execution(execution.id, "failed", f"rollback interrupted: {exc!r}")
+        raise
+    restored = ", ".join(b.id for b in backups)
+    if problems:
+        detail = f"rollback of execution {original.id} incomplete: {'; '.join(problems)}"
+        await store.finish_execution(execution.id, "failed", detail)
+        return ExecutionResult(
+            execution.id, "failed", detail, backups=tuple(b.id for b in backups), events=tuple(run.events)
+        )
+    detail = f"restored {restored} (execution {original.id})"
+    await store.finish_execution(execution.id, "succeeded", detail)
+    if not single:
+        await store.finish_execution(
+            original.id, "rolled-back", f"{original.detail}; rolled back by {actor}".lstrip("; ")
+        )
+        if original.incident_id is not None:
+            await store.set_work_state(original.incident_id, WorkState.ROLLED_BACK)
+    return ExecutionResult(
+        execution.id, "rolled-back", detail, backups=tuple(b.id for b in backups), events=tuple(run.events)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: pitcrew remediate / pitcrew rollback
+# ---------------------------------------------------------------------------------------------
+
+
+def format_event(event: StepEvent) -> str:
+    """One line per event, as the CLI prints it."""
+    where = f"step {event.step_index + 1}" if event.step_index >= 0 else "plan"
+    extras = []
+    if event.backup_id:
+        extras.append(f"backup {event.backup_id}")
+    if event.elapsed_seconds is not None:
+        extras.append(f"{event.elapsed_seconds:.1f}s")
+    suffix = f" ({', '.join(extras)})" if extras else ""
+    return f"[{where}] {event.action} {event.phase}: {event.detail}{suffix}"
+
+
+def format_plan(plan: Plan) -> str:
+    lines = []
+    for index, step in enumerate(plan.steps, start=1):
+        extra = f" [{_host_step_text(step)}]" if isinstance(step, HostCommandStep) else ""
+        lines.append(f"  {index}. {step.action} {step.target}: {step.description}{extra}")
+    return "\n".join(lines)
+
+
+async def _print_event(event: StepEvent) -> None:
+    print(format_event(event), flush=True)
+
+
+async def _ask(question: str) -> bool:
+    answer = await asyncio.to_thread(input, question)
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _interactive_allowed(args: argparse.Namespace, verb: str) -> bool:
+    """Per-step confirmation needs a terminal; without one, only --yes may proceed."""
+    if args.yes or sys.stdin.isatty():
+        return True
+    print(
+        f"pitcrew {verb}: refusing to change anything: stdin is not a terminal, so steps cannot be "
+        "confirmed; pass --yes to run without confirmation",
+        file=sys.stderr,
+    )
+    return False
+
+
+def cli_remediate(args: argparse.Namespace) -> int:
+    """`pitcrew remediate`: diagnose (live or from a bundle), show the plan and its server-side dry
+    run diff, then execute step by step (asking before each step unless --yes). Exit 0 when the
+    remediation succeeded (or there was nothing to do / --dry-run), 1 when it failed or was refused,
+    2 on bad input."""
+    from bot.config import ConfigError
+    from bot.validate import load_cli_config, open_cluster
+
+    try:
+        config = load_cli_config(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return asyncio.run(_remediate(args, config, open_cluster(config)))
+
+
+async def _remediate(args: argparse.Namespace, config: Config, cluster: Any) -> int:
+    from bot.diagnose import diagnose
+    from bot.evidence import Scope
+    from bot.hosts import Hosts
+    from bot.snapshot import BundleError, read_bundle
+    from bot.store import Store
+
+    namespaces = tuple(args.namespace) or tuple(config.cluster.namespaces)
+    async with cluster:
+        if args.snapshot:
+            try:
+                evidence = read_bundle(args.snapshot, namespaces=args.namespace)
+            except (BundleError, OSError) as exc:
+                print(f"pitcrew remediate: cannot read bundle {args.snapshot}: {exc}", file=sys.stderr)
+                return 2
+        else:
+            evidence = await cluster.collect(Scope(namespaces=namespaces))
+        findings = [f for f in diagnose(evidence).findings if f.has_automatic_plan]
+        if args.finding:
+            known = sorted({f.code for f in findings})
+            findings = [f for f in findings if f.code == args.finding]
+            if not findings:
+                print(
+                    f"pitcrew remediate: no finding {args.finding!r} with a plan "
+                    f"(findings with plans: {', '.join(known) or 'none'})",
+                    file=sys.stderr,
+                )
+                return 2
+        if not findings:
+            print("nothing to remediate: no finding has an automatic plan")
+            return 0
+        plan = plan_of(findings)
+        for finding in findings:
+            print(f"{finding.severity.value.upper()} {finding.code}: {finding.summary}")
+        print("plan:\n" + format_plan(plan))
+        try:
+            diff = await dry_run(plan, cluster)
+        except DryRunFailed as exc:
+            print(f"pitcrew remediate: dry run refused: {exc}", file=sys.stderr)
+            return 1
+        print("server-side dry run:\n" + diff, end="" if diff.endswith("\n") else "\n")
+        if args.dry_run:
+            return 0
+        if not _interactive_allowed(args, "remediate"):
+            return 2
+
+        async def confirm(index: int, step: Step) -> bool:
+            return await _ask(f"apply step {index + 1} ({step.action} {step.target})? [y/N] ")
+
+        hosts = Hosts(config.hosts) if config.hosts else None
+        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        try:
+            result = await execute(
+                plan,
+                incident_id=None,
+                actor="cli",
+                cluster=cluster,
+                hosts=hosts,
+                store=store,
+                config=config,
+                on_event=_print_event,
+                confirm=None if args.yes else confirm,
+            )
+        finally:
+            await store.close()
+    print(f"{result.outcome}: {result.detail}")
+    return 0 if result.outcome == "succeeded" else 1
+
+
+RollbackTarget = tuple[Literal["backup", "incident", "execution"], str]
+
+
+def parse_rollback_id(text: str) -> RollbackTarget | None:
+    """ "b-12" a backup, "7" an incident, "e-3" an execution; None if it is none of them."""
+    text = text.strip()
+    if re.fullmatch(r"b-\d+", text):
+        return ("backup", text)
+    if re.fullmatch(r"e-\d+", text):
+        return ("execution", text[2:])
+    if re.fullmatch(r"\d+", text):
+        return ("incident", text)
+    return None
+
+
+def cli_rollback(args: argparse.Namespace) -> int:
+    """`pitcrew rollback ID`: ID is a backup id ("b-12"), an incident id ("7") or an execution id
+    ("e-3"); restores that backup, or every backup of the execution. Exit 0 when restored, 1 if not,
+    2 on bad input."""
+    from bot.config import ConfigError
+    from bot.validate import load_cli_config, open_cluster
+
+    target = parse_rollback_id(args.id)
+    if target is None:
+        print(
+            f"pitcrew rollback: {args.id!r} is not a backup id (b-12), an incident id (7) "
+            "or an execution id (e-3)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        config = load_cli_config(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not _interactive_allowed(args, "rollback"):
+        return 2
+    return asyncio.run(_rollback_cli(args, config, open_cluster(config), target))
+
+
+async def _rollback_cli(
+    args: argparse.Namespace, config: Config, cluster: Any, target: RollbackTarget
+) -> int:
+    from bot.hosts import Hosts
+    from bot.store import Store
+
+    kind, value = target
+    store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+    try:
+        what: int | str
+        if kind == "backup":
+            backup = await store.get_backup(value)
+            if backup is None:
+                print(f"pitcrew rollback: backup {value} does not exist", file=sys.stderr)
+                return 2
+            what, description = backup.id, f"backup {backup.id} of {backup.target}"
+        else:
+            if kind == "incident":
+                executions = [
+                    e for e in await store.list_executions(int(value)) if e.incident_id == int(value)
+                ]
+                if not executions:
+                    print(
+                        f"pitcrew rollback: incident {value} has no execution to roll back", file=sys.stderr
+                    )
+                    return 2
+                what = executions[0].id
+            else:
+                what = int(value)
+            backups = await store.list_backups(what)
+            if not backups:
+                print(f"pitcrew rollback: execution {what} has no backups to restore", file=sys.stderr)
+                return 2
+            description = f"every backup of execution {what}: " + ", ".join(b.id for b in backups)
+        print(f"restoring {description}")
+        if not args.yes and not await _ask("proceed? [y/N] "):
+            print("nothing changed")
+            return 1
+        async with cluster:
+            try:
+                result = await rollback(
+                    what,
+                    actor="cli",
+                    cluster=cluster,
+                    hosts=Hosts(config.hosts) if config.hosts else None,
+                    store=store,
+                    on_event=_print_event,
+                )
+            except LookupError as exc:
+                print(f"pitcrew rollback: {exc}", file=sys.stderr)
+                return 2
+    finally:
+        await store.close()
+    print(f"{result.outcome}: {result.detail}")
+    return 0 if result.outcome == "rolled-back" else 1
