@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
+from bot.alertmanager_api import AlertmanagerApi
 from bot.metrics import MetricsRegistry
 from bot.model import WorkState
 from bot.slack import blocks as B
@@ -98,8 +99,11 @@ def parent_updates(api: SlackApiServer, ts: str) -> list[ApiCall]:
 
 
 @contextlib.asynccontextmanager
-async def make_env(api: SlackApiServer, tmp_path: Path, **settings_kwargs: Any) -> AsyncIterator[Env]:
+async def make_env(
+    api: SlackApiServer, tmp_path: Path, *, alertmanager_url: str | None = None, **settings_kwargs: Any
+) -> AsyncIterator[Env]:
     clock = Clock()
+    am_api = AlertmanagerApi(alertmanager_url) if alertmanager_url else None
     store = await Store.open(str(tmp_path / "pitcrew.db"))
     settings = SlackSettings(
         bot_token=BOT_TOKEN,
@@ -119,6 +123,7 @@ async def make_env(api: SlackApiServer, tmp_path: Path, **settings_kwargs: Any) 
         metrics=SlackMetrics.register(registry, store),
         sync_interval_seconds=0.1,
         clock=clock,
+        alertmanager=am_api,
     )
     app = web.Application()
     app.router.add_post("/slack/events", service.handle_http)
@@ -138,6 +143,8 @@ async def make_env(api: SlackApiServer, tmp_path: Path, **settings_kwargs: Any) 
         await service.stop()
         await runner.cleanup()
         await store.close()
+        if am_api is not None:
+            await am_api.close()
 
 
 @pytest.fixture
@@ -438,3 +445,40 @@ async def test_rollback_command_checks_authorisation(env: Env) -> None:
 def test_parse_of_signed_body_helpers() -> None:
     body = slash_command_body("status", response_url="http://127.0.0.1:1/response/x")
     assert urllib.parse.parse_qs(body)["text"] == ["status"]
+
+
+async def test_silence_command_creates_an_alertmanager_silence(
+    slack_api: SlackApiServer, tmp_path: Path, alertmanager_factory: Any
+) -> None:
+    am = alertmanager_factory("http://127.0.0.1:9/unused", "unused-token")
+    async with make_env(slack_api, tmp_path, alertmanager_url=am.url) as env:
+        incident_id = await seed_incident(env.store)
+        await env.service.post_incident(incident_id)
+        _, ts = await env.posted(incident_id)
+        status, _ = await env.command(f"silence {incident_id} 2h", user="UBOB")
+        assert status == 200
+        await env.api.wait_for(lambda a: bool(a.responses), what="silence answer")
+        answer = env.api.responses[0]["text"]
+        assert f"Silenced incident #{incident_id} for 2h" in answer, answer
+        async with env.http.get(f"{am.url}/api/v2/silences") as resp:
+            silences = await resp.json()
+        assert len(silences) == 1
+        silence = silences[0]
+        assert silence["createdBy"] == "slack:ubob"
+        assert f"incident #{incident_id}" in silence["comment"]
+        matchers = {m["name"]: m["value"] for m in silence["matchers"]}
+        assert matchers == {
+            "alertname": "KubePodCrashLooping",
+            "namespace": "monitoring",
+            "severity": "critical",
+        }
+        await env.api.wait_for(lambda a: any("Silenced for 2h" in c.text for c in thread(a, ts)), what="note")
+
+        # Alertmanager down: a clear answer, nothing else breaks.
+        am.stop()
+        await env.command(f"silence {incident_id} 1h")
+        await env.api.wait_for(lambda a: len(a.responses) >= 2, what="second answer")
+        assert "Could not create the silence" in env.api.responses[1]["text"]
+        await env.command("silence 999 1h")
+        await env.api.wait_for(lambda a: len(a.responses) >= 3, what="third answer")
+        assert "Incident #999 does not exist" in env.api.responses[2]["text"]

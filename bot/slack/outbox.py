@@ -11,7 +11,8 @@ first post is answered) is resolved at delivery time:
 - `parent`: the incident's message. Posted once (its channel/ts saved with `set_slack_message`);
   every later `parent` item becomes `chat.update` of that same message, never a second post.
 - `reply`: a thread reply; `thread_ts` and channel come from the incident's message.
-- `plain`: sent as is.
+- `plain`: sent as is (also any item whose payload is just the Web API arguments, like the
+  scheduled health summaries the schedule module queues).
 """
 
 from __future__ import annotations
@@ -67,7 +68,15 @@ class OutboxPayload:
 
     @classmethod
     def loads(cls, text: str) -> OutboxPayload:
+        """An item written by `dumps`, or (from other writers, e.g. scheduled summaries) the bare
+        Web API arguments, which are sent as they are."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("outbox payload is not a JSON object")
+        if "role" not in data or "args" not in data:
+            return cls(role="plain", args=data)
+        if data["role"] not in ("parent", "reply", "plain") or not isinstance(data["args"], dict):
+            raise ValueError(f"outbox payload has an unknown role {data['role']!r}")
         return cls(role=data["role"], args=data["args"], incident_id=data.get("incident_id"))
 
 

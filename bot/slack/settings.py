@@ -48,10 +48,16 @@ class SlackSettings:
 
 
 def _rule(data: Any) -> ApproverRule:
-    users = getattr(data, "users", None)
-    groups = getattr(data, "groups", None)
+    """A rule from `{users, groups}` (an object or mapping) or from a plain list of ids, where Slack's
+    own id prefixes tell them apart: user groups (subteams) start with `S`, users with `U` or `W`."""
     if isinstance(data, Mapping):
         users, groups = data.get("users"), data.get("groups")
+    elif isinstance(data, list | tuple | frozenset | set):
+        ids = [str(i) for i in data]
+        users = [i for i in ids if not i.startswith("S")]
+        groups = [i for i in ids if i.startswith("S")]
+    else:
+        users, groups = getattr(data, "users", None), getattr(data, "groups", None)
     return ApproverRule(users=frozenset(users or ()), groups=frozenset(groups or ()))
 
 

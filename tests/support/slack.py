@@ -103,6 +103,7 @@ class _PlannedFailure:
     status: int
     retry_after: int | None
     remaining: int
+    text: str | None = None
 
 
 @dataclass
@@ -152,9 +153,18 @@ class SlackApiServer:
 
     # --- behaviour control -------------------------------------------------------------------
 
-    def fail_next(self, method: str, *, status: int, times: int = 1, retry_after: int | None = None) -> None:
-        """Answer the next `times` calls of `method` with `status` (429 adds `Retry-After`)."""
-        self._failures.setdefault(method, []).append(_PlannedFailure(status, retry_after, times))
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int,
+        times: int = 1,
+        retry_after: int | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Answer the next `times` calls of `method` (whose `text` equals `text`, if given) with
+        `status` (429 adds `Retry-After`)."""
+        self._failures.setdefault(method, []).append(_PlannedFailure(status, retry_after, times, text))
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -216,12 +226,12 @@ class SlackApiServer:
             self._record(method, args, 200, body)
             return web.json_response(body)
 
-        planned = self._failures.get(method)
+        planned = [f for f in self._failures.get(method, []) if f.text in (None, args.get("text"))]
         if planned:
             failure = planned[0]
             failure.remaining -= 1
             if failure.remaining <= 0:
-                planned.pop(0)
+                self._failures[method].remove(failure)
             if failure.status == 429:
                 body = {"ok": False, "error": "ratelimited"}
                 self._record(method, args, 429, body)
