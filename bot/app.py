@@ -27,6 +27,7 @@ from bot.alertmanager import (
 )
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
+from bot.slack.wiring import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
 from bot.store import Store
 from bot.workers import IncidentWorkers, Processor, RetryPolicy
 
@@ -86,6 +87,7 @@ def create_app(
     app.cleanup_ctx.extend(
         [
             _store_ctx,
+            slack_ctx,  # slack: Slack client, outbox worker, Socket Mode (needs the store)
             _workers_ctx,  # keep last: uses every resource above
         ]
     )
@@ -93,6 +95,7 @@ def create_app(
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)
+    app.router.add_post(SLACK_EVENTS_PATH, handle_slack_events)
     return app
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from bot.alertmanager import WebhookAuth
     from bot.config import Config
     from bot.metrics import IntakeMetrics, MetricsRegistry
+    from bot.slack.service import SlackService
     from bot.store import Store
     from bot.workers import IncidentWorkers, Processor
 
@@ -29,3 +30,4 @@ WEBHOOK_AUTH: web.AppKey[WebhookAuth] = web.AppKey("webhook_auth")
 PROCESSOR: web.AppKey[Processor] = web.AppKey("processor")
 WORKERS: web.AppKey[IncidentWorkers] = web.AppKey("workers")
 READINESS_PROBES: web.AppKey[list[tuple[str, ReadinessProbe]]] = web.AppKey("readiness_probes")
+SLACK: web.AppKey[SlackService] = web.AppKey("slack")
