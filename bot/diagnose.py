@@ -1,0 +1,426 @@
+"""The diagnose verb: run every handler over the evidence, link and de-duplicate the findings, render.
+
+- `diagnose(evidence, alerts=(), settings=...) -> Diagnosis` is pure: one handler raising becomes a
+  line in `Diagnosis.handler_errors`, never a crashed diagnosis.
+- `render_text(diagnosis)` reads like the runbook's analysis file (summary, each root cause with its
+  evidence, the proposed fix, the equivalent kubectl commands); `render_json(diagnosis)` is the
+  machine form. Both pure.
+- `collect_and_diagnose(cluster, scope, ...)` is the live path; `cli_diagnose(args)` the CLI verb
+  (exit 0: nothing warning or worse; 1: such findings; 2: bad usage or unreadable input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from bot.evidence import Evidence, Scope
+from bot.model import (
+    Alert,
+    EditConfigMapStep,
+    Finding,
+    HostCommandStep,
+    ObjectRef,
+    PatchStep,
+    RestartPodStep,
+    Severity,
+    Step,
+    WaitReadyStep,
+    finding_to_json,
+)
+from handlers import GENERIC_CODES, HANDLERS
+from handlers.base import HostTarget, Settings
+
+if TYPE_CHECKING:
+    from bot.cluster import Cluster
+    from bot.config import Config
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    findings: tuple[Finding, ...]
+    handler_errors: tuple[str, ...] = ()  # "handler <code> failed: <error>"
+    collection_errors: tuple[str, ...] = ()  # what could not be read (evidence.errors)
+    namespaces: tuple[str, ...] = ()
+    observed_at: datetime | None = None
+    pods_seen: int = 0
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+    @property
+    def has_problems(self) -> bool:
+        """Any finding warning or worse (the CLI's exit code 1)."""
+        return any(f.severity.rank >= Severity.WARNING.rank for f in self.findings)
+
+
+def settings_from_config(config: Config) -> Settings:
+    return Settings(
+        image_uids=config.diagnosis.image_uids,
+        oom_memory_factor=config.diagnosis.oom_memory_factor,
+        hosts=tuple(HostTarget(name=h.name, nodes=tuple(h.nodes)) for h in config.hosts),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# diagnose (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def _pods_of(finding: Finding) -> set[ObjectRef]:
+    return {o for o in finding.objects if o.kind == "Pod"}
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """Drop a generic finding (crash-loop, readiness-probe-failing) on a pod a specific one explains."""
+    explained: set[ObjectRef] = set()
+    for f in findings:
+        if f.code not in GENERIC_CODES and f.code != "service-no-endpoints" and f.code != "node-not-ready":
+            explained |= _pods_of(f)
+    kept: list[Finding] = []
+    for f in findings:
+        if f.code in GENERIC_CODES and _pods_of(f) and _pods_of(f) <= explained:
+            continue
+        kept.append(f)
+    # crash-loop and readiness on the same pod: the crash explains the readiness.
+    crashing = {p for f in kept if f.code == "crash-loop" for p in _pods_of(f)}
+    return [f for f in kept if not (f.code == "readiness-probe-failing" and _pods_of(f) <= crashing)]
+
+
+def _link(findings: list[Finding]) -> list[Finding]:
+    """service-no-endpoints is caused by the findings on the pods it selects."""
+    out: list[Finding] = []
+    for f in findings:
+        if f.code == "service-no-endpoints":
+            pods = _pods_of(f)
+            causes = [g.code for g in findings if g is not f and g.code != f.code and _pods_of(g) & pods]
+            f = replace(f, caused_by=tuple(dict.fromkeys(f.caused_by + tuple(causes))))
+        out.append(f)
+    return out
+
+
+def _alert_relevance(
+    finding: Finding, alerts: Sequence[Alert], handler_alerts: dict[str, tuple[str, ...]]
+) -> int:
+    """Higher when an alert names this finding's objects or its handler explains the alert."""
+    score = 0
+    names = {(o.kind.lower(), o.name) for o in finding.objects}
+    for alert in alerts:
+        if alert.name in handler_alerts.get(finding.code, ()):
+            score += 1
+        for label in (
+            "pod",
+            "statefulset",
+            "deployment",
+            "daemonset",
+            "service",
+            "persistentvolumeclaim",
+            "node",
+        ):
+            value = alert.labels.get(label)
+            if value and (label, value) in names:
+                score += 2
+    return score
+
+
+def diagnose(
+    evidence: Evidence,
+    alerts: Sequence[Alert] = (),
+    *,
+    settings: Settings | None = None,
+    handlers: Sequence[ModuleType] = HANDLERS,
+) -> Diagnosis:
+    settings = settings or Settings()
+    findings: list[Finding] = []
+    errors: list[str] = []
+    for handler in handlers:
+        try:
+            produced = handler.diagnose(evidence, settings)
+        except Exception as exc:  # isolate: one broken handler is a report line, not a lost diagnosis
+            errors.append(f"handler {handler.CODE} failed: {type(exc).__name__}: {exc}")
+            continue
+        findings.extend(produced)
+    findings = _link(_dedupe(findings))
+    handler_alerts = {h.CODE: tuple(h.ALERTS) for h in handlers}
+    order = {h.CODE: i for i, h in enumerate(handlers)}
+    # Worst first; among equals, what the alerts point at, then root causes before their symptoms.
+    findings.sort(
+        key=lambda f: (
+            -f.severity.rank,
+            -_alert_relevance(f, alerts, handler_alerts),
+            bool(f.caused_by),
+            order.get(f.code, 99),
+            [str(o) for o in f.objects],
+        )
+    )
+    return Diagnosis(
+        findings=tuple(findings),
+        handler_errors=tuple(errors),
+        collection_errors=evidence.errors,
+        namespaces=evidence.namespaces,
+        observed_at=evidence.observed_at,
+        pods_seen=len(evidence.pods),
+    )
+
+
+async def collect_and_diagnose(
+    cluster: Cluster,
+    scope: Scope,
+    alerts: Sequence[Alert] = (),
+    *,
+    settings: Settings | None = None,
+) -> tuple[Evidence, Diagnosis]:
+    """Live path: collect the scope's evidence, then diagnose it (off the event loop: it is CPU work)."""
+    evidence = await cluster.collect(scope)
+    diagnosis = await asyncio.to_thread(diagnose, evidence, alerts, settings=settings)
+    return evidence, diagnosis
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering (pure)
+# ---------------------------------------------------------------------------------------------
+
+_KUBECTL_KIND = {
+    "StatefulSet": "statefulset",
+    "Deployment": "deployment",
+    "DaemonSet": "daemonset",
+    "ReplicaSet": "replicaset",
+    "ConfigMap": "configmap",
+    "Pod": "pod",
+    "PersistentVolume": "pv",
+    "PersistentVolumeClaim": "pvc",
+    "Service": "service",
+}
+
+
+def _kubectl_target(ref: ObjectRef) -> str:
+    kind = _KUBECTL_KIND.get(ref.kind, ref.kind.lower())
+    ns = f" -n {shlex.quote(ref.namespace)}" if ref.namespace else ""
+    return f"{kind} {shlex.quote(ref.name)}{ns}"
+
+
+def manual_commands(step: Step) -> list[str]:
+    """The kubectl / ssh commands a person would type for this step."""
+    match step:
+        case PatchStep():
+            ops = json.dumps([op.to_json() for op in step.ops if op.op != "test"], separators=(",", ":"))
+            backup = f"{step.target.name}-{step.target.kind.lower()}-backup.yaml"
+            return [
+                f"kubectl get {_kubectl_target(step.target)} -o yaml > {shlex.quote(backup)}",
+                f"kubectl patch {_kubectl_target(step.target)} --type=json -p {shlex.quote(ops)}",
+            ]
+        case EditConfigMapStep():
+            backup = f"{step.target.name}-configmap-backup.yaml"
+            return [
+                f"kubectl get {_kubectl_target(step.target)} -o yaml > {shlex.quote(backup)}",
+                f"kubectl edit {_kubectl_target(step.target)}   # key {step.key}: apply the change "
+                "shown below",
+            ]
+        case RestartPodStep():
+            return [f"kubectl delete {_kubectl_target(step.target)} --wait"]
+        case WaitReadyStep():
+            ns = f" -n {shlex.quote(step.target.namespace)}" if step.target.namespace else ""
+            return [
+                f"kubectl wait --for=condition=ready pod/{shlex.quote(step.target.name)}{ns} "
+                f"--timeout={int(step.timeout_seconds)}s"
+            ]
+        case HostCommandStep():
+            flag = "-R " if step.recursive else ""
+            if step.operation == "chown":
+                owner = f"{step.uid}" + (f":{step.gid}" if step.gid is not None else "")
+                command = f"chown {flag}{owner} {shlex.quote(step.path)}"
+            else:
+                command = (
+                    f"chmod {flag}{step.mode:o} {shlex.quote(step.path)}" if step.mode is not None else ""
+                )
+            return [
+                f"ssh {shlex.quote(step.host)} {shlex.quote(command)}",
+                f"ssh {shlex.quote(step.host)} 'ls -ldn {step.path}'",
+            ]
+    return []
+
+
+def _config_diff(step: EditConfigMapStep) -> list[str]:
+    diff = difflib.unified_diff(
+        step.old_content.splitlines(),
+        step.new_content.splitlines(),
+        fromfile=f"{step.target.name}/{step.key} (now)",
+        tofile=f"{step.target.name}/{step.key} (proposed)",
+        lineterm="",
+        n=1,
+    )
+    return list(diff)
+
+
+def _step_line(step: Step) -> str:
+    return f"[{step.action}] {step.target}: {step.description}"
+
+
+def render_text(diagnosis: Diagnosis) -> str:
+    out: list[str] = []
+    bar = "=" * 78
+    out.append(bar)
+    out.append("PITCREW DIAGNOSIS — ANALYSIS AND RECOMMENDATIONS")
+    out.append(bar)
+    scope = ", ".join(diagnosis.namespaces) or "(all namespaces in the evidence)"
+    when = f"{diagnosis.observed_at:%Y-%m-%d %H:%M:%S UTC}" if diagnosis.observed_at else "unknown"
+    out.append(f"Namespaces: {scope}")
+    out.append(f"Evidence as of: {when} ({diagnosis.pods_seen} pods examined)")
+    out.append("")
+    out.append("SUMMARY")
+    out.append("-------")
+    findings = diagnosis.findings
+    if not findings:
+        out.append("No problems found: every pod, service and volume in scope looks healthy.")
+    else:
+        counts = {s: sum(1 for f in findings if f.severity == s) for s in Severity}
+        tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+        out.append(f"{len(findings)} issue(s) identified ({tally}):")
+        for i, f in enumerate(findings, 1):
+            cause = f"  [caused by: {', '.join(f.caused_by)}]" if f.caused_by else ""
+            out.append(f"  {i}. [{f.severity.value.upper()}] {f.code}: {f.summary}{cause}")
+    if diagnosis.collection_errors:
+        out.append("")
+        out.append("Could not read (findings may be incomplete):")
+        out += [f"  - {e}" for e in diagnosis.collection_errors]
+    if diagnosis.handler_errors:
+        out.append("")
+        out.append("Handler errors (these checks did not run):")
+        out += [f"  - {e}" for e in diagnosis.handler_errors]
+
+    for i, f in enumerate(findings, 1):
+        out.append("")
+        out.append(bar)
+        out.append(f"ISSUE {i}: {f.code} ({f.severity.value})")
+        out.append(bar)
+        out.append(f"Root cause: {f.summary}")
+        out.append(f"Objects: {', '.join(str(o) for o in f.objects)}")
+        if f.caused_by:
+            out.append(f"Caused by: {', '.join(f.caused_by)} — resolves once those are fixed.")
+        out.append("")
+        out.append("Evidence:")
+        out += [f"  - {line}" for line in f.evidence] or ["  (none)"]
+        out.append("")
+        if f.plan is None or not f.plan.steps:
+            out.append(
+                "Proposed fix: no automatic fix"
+                + (" (fix the causes above)." if f.caused_by else "; see the evidence.")
+            )
+            continue
+        out.append("Proposed fix (applied only after approval; each change backed up first):")
+        for n, step in enumerate(f.plan.steps, 1):
+            out.append(f"  {n}. {_step_line(step)}")
+        if f.plan.validation:
+            out.append(f"  then validate: {', '.join(f.plan.validation)}")
+        out.append("")
+        out.append("Equivalent manual commands:")
+        for step in f.plan.steps:
+            out += [f"  {cmd}" for cmd in manual_commands(step)]
+            if isinstance(step, EditConfigMapStep):
+                out += [f"    {line}" for line in _config_diff(step)]
+    out.append("")
+    return "\n".join(out)
+
+
+def render_json(diagnosis: Diagnosis) -> str:
+    doc: dict[str, Any] = {
+        "findings": [finding_to_json(f) for f in diagnosis.findings],
+        "collection_errors": list(diagnosis.collection_errors),
+        "handler_errors": list(diagnosis.handler_errors),
+        "namespaces": list(diagnosis.namespaces),
+        "observed_at": diagnosis.observed_at.isoformat() if diagnosis.observed_at else None,
+    }
+    return json.dumps(doc, indent=2, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> int:
+    print(f"pitcrew diagnose: {message}", file=sys.stderr)
+    return 2
+
+
+def cli_diagnose(args: argparse.Namespace) -> int:
+    from bot.snapshot import BundleError, read_bundle, write_bundle
+
+    config = None
+    if getattr(args, "config", None):
+        from bot.config import ConfigError, load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            return _fail("bad config: " + "; ".join(getattr(exc, "problems", [str(exc)])))
+        except OSError as exc:
+            return _fail(f"cannot read config {args.config}: {exc}")
+    settings = settings_from_config(config) if config is not None else Settings()
+    namespaces: list[str] = list(args.namespace or [])
+
+    if args.snapshot and args.save:
+        return _fail("--save writes a bundle of the live cluster; it cannot be combined with --snapshot")
+    if args.snapshot:
+        try:
+            evidence = read_bundle(args.snapshot, namespaces=namespaces)
+        except BundleError as exc:
+            return _fail(str(exc))
+        diagnosis = diagnose(evidence, settings=settings)
+    else:
+        from bot.cluster import Cluster, ClusterError, CollectOptions
+
+        if not namespaces:
+            namespaces = list(config.cluster.namespaces) if config is not None else ["monitoring"]
+        try:
+            if config is not None and not (args.kubeconfig or args.context):
+                cluster = Cluster.from_config(config.cluster)
+            else:
+                cluster = Cluster.connect(
+                    kubeconfig=args.kubeconfig or (config.cluster.kubeconfig if config else None),
+                    context=args.context or (config.cluster.context if config else None),
+                    in_cluster="false" if args.kubeconfig or args.context else "auto",
+                    options=CollectOptions(),
+                )
+        except ClusterError as exc:
+            return _fail(str(exc))
+        try:
+            evidence, diagnosis = asyncio.run(_live(cluster, Scope(tuple(namespaces)), settings))
+        except ClusterError as exc:
+            return _fail(str(exc))
+        if args.save:
+            try:
+                path = write_bundle(evidence, args.save, analysis=render_text(diagnosis))
+            except (BundleError, OSError) as exc:
+                return _fail(f"cannot write bundle: {exc}")
+            print(f"bundle written to {path}", file=sys.stderr)
+
+    print(render_json(diagnosis) if args.output == "json" else render_text(diagnosis))
+    return 1 if diagnosis.has_problems else 0
+
+
+async def _live(cluster: Cluster, scope: Scope, settings: Settings) -> tuple[Evidence, Diagnosis]:
+    from bot.cluster import ClusterError
+
+    async with cluster:
+        if not await cluster.ping():
+            raise ClusterError("the Kubernetes API server does not answer (check kubeconfig/context)")
+        return await collect_and_diagnose(cluster, scope, settings=settings)
+
+
+def summarize(findings: Iterable[Finding]) -> str:
+    """One line: "2 critical, 1 warning" (for logs and chat)."""
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no findings"

@@ -1,0 +1,261 @@
+"""What every handler shares: settings, the handler shape, and small pure helpers over Evidence.
+
+A handler is a module with:
+- `CODE: str` — the stable finding code (one per module);
+- `ALERTS: tuple[str, ...]` — alert names it explains (used to rank findings for an incident);
+- `diagnose(evidence: Evidence, settings: Settings) -> list[Finding]` — pure, no I/O; plans are built
+  with `bot.model` Step classes and attached to each finding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Protocol
+
+from bot.evidence import Container, ContainerStatus, Evidence, Pod, Workload
+from bot.model import Finding, ObjectRef
+
+
+def _default_image_uids() -> Mapping[str, int]:
+    return MappingProxyType({"prometheus": 65534, "alertmanager": 65534, "loki": 10001, "grafana": 472})
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """A host pitcrew may run host commands on, and the Kubernetes nodes it is."""
+
+    name: str
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    image_uids: Mapping[str, int] = field(default_factory=_default_image_uids)
+    oom_memory_factor: float = 1.5
+    hosts: tuple[HostTarget, ...] = ()
+    # A termination older than this, with the container Ready since, is history, not a problem.
+    recent_seconds: float = 900.0
+    # Restarts that make a container "flapping" when its last termination is recent.
+    restart_threshold: int = 3
+
+
+DEFAULT_SETTINGS = Settings()
+
+
+class Handler(Protocol):
+    CODE: str
+    ALERTS: tuple[str, ...]
+
+    def diagnose(self, evidence: Evidence, settings: Settings) -> list[Finding]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# time
+# ---------------------------------------------------------------------------------------------
+
+
+def is_recent(evidence: Evidence, when: datetime | None, settings: Settings) -> bool:
+    """True when `when` is within the recent window of the evidence's time. Unknown times count as
+    recent (we cannot prove the problem is old), unknown evidence time too."""
+    if when is None or evidence.observed_at is None:
+        return True
+    return (evidence.observed_at - when).total_seconds() <= settings.recent_seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# pods and containers
+# ---------------------------------------------------------------------------------------------
+
+
+def live_pods(evidence: Evidence) -> Iterator[Pod]:
+    """Pods that matter now: not being deleted, not finished (Succeeded Jobs)."""
+    for pod in evidence.pods:
+        if pod.meta.deleting or pod.phase == "Succeeded":
+            continue
+        yield pod
+
+
+def containers_with_status(pod: Pod) -> Iterator[tuple[Container, ContainerStatus]]:
+    for status in pod.init_container_statuses + pod.container_statuses:
+        container = pod.spec.container(status.name)
+        if container is not None:
+            yield container, status
+
+
+def is_failing(status: ContainerStatus) -> bool:
+    """The container is in trouble right now (not a completed init container, not Ready)."""
+    if status.init:
+        state = status.state
+        if state.state == "terminated":
+            return state.exit_code not in (0, None)
+        return state.state == "waiting" and state.reason not in ("", "PodInitializing")
+    return not status.ready
+
+
+def failing_logs(
+    evidence: Evidence, pod: Pod, status: ContainerStatus, settings: Settings
+) -> tuple[str, ...]:
+    """Log lines of the instance that is failing now, plus its termination message.
+
+    Waiting/terminated: the previous instance crashed, read its log (and the current one, which
+    kubectl shows as the last run's). Running but not Ready: the current log, and the previous one
+    only if that instance ended recently."""
+    lines: list[str] = []
+    state = status.state
+    last = status.last_state
+    include_previous = state.state in ("waiting", "terminated") or (
+        last is not None and is_recent(evidence, last.finished_at, settings)
+    )
+    if include_previous:
+        lines += evidence.log(pod.namespace, pod.name, status.name, previous=True)
+        if last is not None and last.message:
+            lines += last.message.splitlines()
+    lines += evidence.log(pod.namespace, pod.name, status.name, previous=False)
+    if state.message and state.state == "terminated":
+        lines += state.message.splitlines()
+    return tuple(lines)
+
+
+def describe_status(status: ContainerStatus) -> str:
+    state = status.state
+    parts = [f"container {status.name}: {state.state}"]
+    if state.reason:
+        parts[0] += f" ({state.reason})"
+    parts.append(f"ready={str(status.ready).lower()}")
+    parts.append(f"restarts={status.restart_count}")
+    last = status.last_state
+    if last is not None and last.state == "terminated":
+        when = f" at {last.finished_at:%Y-%m-%dT%H:%M:%SZ}" if last.finished_at else ""
+        parts.append(f"last exit code {last.exit_code} ({last.reason or 'unknown'}){when}")
+    elif state.state == "terminated":
+        parts.append(f"exit code {state.exit_code} ({state.reason or 'unknown'})")
+    return ", ".join(parts)
+
+
+def grep(lines: Iterable[str], pattern: re.Pattern[str], *, limit: int = 3) -> list[str]:
+    """The last `limit` distinct lines matching `pattern`, oldest first."""
+    found: list[str] = []
+    for line in lines:
+        if pattern.search(line):
+            if line in found:
+                found.remove(line)
+            found.append(line)
+    return [clip(x) for x in found[-limit:]]
+
+
+def clip(line: str, width: int = 400) -> str:
+    line = line.rstrip()
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+ERROR_LINE = re.compile(
+    r"""level=(error|fatal|panic|crit)\b|"level"\s*:\s*"(error|fatal|panic|crit)"|^\s*[EF]\d{4}\s|\b(ERROR|FATAL|CRITICAL)\b"""
+    r"""|^panic:|\bException\b|\bTraceback\b|\berror:|\bfailed\b""",
+    re.IGNORECASE,
+)
+
+
+def last_error_lines(lines: Sequence[str], limit: int = 3) -> list[str]:
+    found = grep(lines, ERROR_LINE, limit=limit)
+    if found:
+        return found
+    return [clip(x) for x in lines[-limit:] if x.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# owners
+# ---------------------------------------------------------------------------------------------
+
+
+def patchable_owner(evidence: Evidence, pod: Pod) -> Workload | None:
+    """The workload whose template makes this pod (Deployment over its ReplicaSet), if collected."""
+    workload = evidence.owning_workload(pod)
+    if workload is None or workload.kind not in ("StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"):
+        return None
+    if workload.kind == "ReplicaSet" and workload.meta.controller is not None:
+        return None  # its Deployment was not collected: patching the ReplicaSet would be undone
+    return workload
+
+
+def pod_keeps_name(evidence: Evidence, pod: Pod) -> bool:
+    """Whether a deleted pod comes back under the same name (StatefulSet) — then we can wait for it."""
+    owner = pod.meta.controller
+    return owner is not None and owner.kind == "StatefulSet"
+
+
+def image_name(image: str) -> str:
+    """`quay.io/prometheus/prometheus:v2.48.0@sha256:…` -> `prometheus`."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0].lower()
+
+
+def expected_uid(image: str, settings: Settings) -> int | None:
+    """The uid a known image runs as: the longest configured key found in the image's name, then in
+    the whole reference (so `grafana/loki` is loki, not grafana)."""
+    for text in (image_name(image), image.lower()):
+        matches = [k for k in settings.image_uids if k.lower() in text]
+        if matches:
+            return settings.image_uids[max(matches, key=len)]
+    return None
+
+
+def host_for_node(evidence: Evidence, node: str, settings: Settings) -> str | None:
+    """The configured host that is `node`; else a host whose facts were collected under the node's name."""
+    for host in settings.hosts:
+        if node in host.nodes:
+            return host.name
+    for host in settings.hosts:
+        if host.name == node:
+            return host.name
+    if evidence.host_facts(node) is not None:
+        return node
+    return None
+
+
+def refs(*objects: ObjectRef | None) -> tuple[ObjectRef, ...]:
+    out: list[ObjectRef] = []
+    for o in objects:
+        if o is not None and o not in out:
+            out.append(o)
+    return tuple(out)
+
+
+def quantity_bytes(text: str) -> int | None:
+    """A Kubernetes memory quantity in bytes ("512Mi", "2G", "1.5Gi", "1048576"); None if unreadable."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?\s*", text or "")
+    if not match:
+        return None
+    number = float(match.group(1))
+    unit = match.group(2) or ""
+    scale = {
+        "": 1,
+        "m": 0.001,
+        "k": 10**3,
+        "K": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+        "P": 10**15,
+        "E": 10**18,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "Pi": 2**50,
+        "Ei": 2**60,
+    }[unit]
+    return int(number * scale)
+
+
+def format_mebibytes(value: int) -> str:
+    """Bytes as a whole number of Mi, rounded up."""
+    return f"{-(-value // 2**20)}Mi"
+
+
+def json_pointer(*parts: str | int) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
