@@ -165,6 +165,10 @@ def test_deployment_security_settings(deployment: Mapping[str, Any], container: 
     assert "add" not in sc["capabilities"]
     assert pod.get("hostNetwork") is not True and pod.get("hostPID") is not True
     assert pod["serviceAccountName"] == "pitcrew"
+    # The namespace enforces the "restricted" Pod Security Standard: only its volume types.
+    restricted_volume_types = {"configMap", "secret", "persistentVolumeClaim", "emptyDir", "projected"}
+    for volume in pod["volumes"]:
+        assert set(volume) - {"name"} <= restricted_volume_types, volume
 
 
 def test_image_user_matches_the_pod_security_context(deployment: Mapping[str, Any]) -> None:
