@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bot.config import load_config
 from bot.slack.settings import settings_from_config
 
@@ -31,12 +29,11 @@ alertmanager:
 """
 
 
-def test_settings_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PITCREW_TEST_SLACK_BOT", "xoxb-secret")
-    monkeypatch.setenv("PITCREW_TEST_SLACK_SIGNING", "signing-secret")
+def test_settings_from_config(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG)
-    settings = settings_from_config(load_config(str(path)))
+    env = {"PITCREW_TEST_SLACK_BOT": "xoxb-secret", "PITCREW_TEST_SLACK_SIGNING": "signing-secret"}
+    settings = settings_from_config(load_config(str(path), env=env))
     assert settings.bot_token == "xoxb-secret" and settings.signing_secret == "signing-secret"
     assert "xoxb-secret" not in repr(settings) and "signing-secret" not in repr(settings)
     assert settings.api_base_url == "http://127.0.0.1:1/api/"  # slack_sdk needs the trailing slash
