@@ -126,9 +126,19 @@ def last_run_key(schedule_name: str) -> str:
 
 def deps_from_app(app: web.Application) -> SummaryDeps:
     """What a summary reads, from the running application (cluster: its own if the app has one)."""
+    # keys.CLUSTER exists once the cluster adapter has an app-wide context; until then (and in
+    # processes without one) each summary connects for its own run.
     cluster_key = getattr(keys, "CLUSTER", None)
     cluster = app.get(cluster_key) if cluster_key is not None else None
-    return SummaryDeps(config=app[keys.CONFIG], store=app[keys.STORE], cluster=cluster)
+
+    def wake_outbox() -> None:
+        service = app.get(keys.SLACK)
+        if service is not None:
+            service.outbox.wake()
+
+    return SummaryDeps(
+        config=app[keys.CONFIG], store=app[keys.STORE], cluster=cluster, on_enqueued=wake_outbox
+    )
 
 
 def _deps(app_or_deps: web.Application | SummaryDeps) -> SummaryDeps:
@@ -167,6 +177,8 @@ async def post_summary(
         f"summary:{schedule.name}", POST_METHOD, summary_payload(summary, channel)
     )
     await deps.store.set_kv(state_key(schedule.name), summary.state.to_json())
+    if deps.on_enqueued is not None:
+        deps.on_enqueued()
     _log.info("summary %s queued for %s (outbox %d): %s", schedule.name, channel, item_id, summary.glance)
     return item_id
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -840,6 +841,8 @@ class SummaryDeps:
     store: Store | None = None
     cluster: Cluster | None = None
     snapshot_dir: str | None = None
+    # Called after a summary is queued in the outbox (the Slack service's "send now" nudge).
+    on_enqueued: Callable[[], None] | None = None
 
 
 def state_key(schedule_name: str) -> str:
@@ -1050,7 +1053,7 @@ def _connect(config: Config) -> tuple[Cluster | None, str | None]:
 
 
 def _with_cluster(deps: SummaryDeps, cluster: Cluster) -> SummaryDeps:
-    return SummaryDeps(config=deps.config, store=deps.store, cluster=cluster, snapshot_dir=deps.snapshot_dir)
+    return dataclasses.replace(deps, cluster=cluster)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1080,8 +1083,6 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 
 def _replace_cluster(config: Config, cluster: Any) -> Config:
-    import dataclasses
-
     return dataclasses.replace(config, cluster=cluster)
 
 

@@ -86,8 +86,12 @@ def namespace_section(ns: NamespaceHealth, *, has_baseline: bool) -> Block:
 
 
 def _healthy_entry(ns: NamespaceHealth) -> str:
-    restarts = sum(r.restarts for r in ns.restarted)
-    extra = f", {restarts} restart{'s' if restarts != 1 else ''}" if restarts else ""
+    extra = ""
+    if ns.restarted:
+        # Healthy now, but restarting: name the top offenders even in the compact list.
+        top = ", ".join(f"{_text(r.pod)} +{r.restarts}" for r in ns.restarted[:3])
+        more = len(ns.restarted) - 3 + ns.restarted_omitted
+        extra = f"; restarts: {top}" + (f" and {more} more" if more > 0 else "")
     return f"{_text(ns.namespace)} ({ns.pods_ready}/{ns.pods_total} pods{extra})"
 
 
