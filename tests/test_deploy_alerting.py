@@ -186,7 +186,15 @@ def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
                     },
                     {"series": f'pitcrew_executions_total{{{own},outcome="failed"}}', "values": "0 0 0 1x17"},
                     {"series": f'pitcrew_executions_total{{{own},outcome="succeeded"}}', "values": "0+1x20"},
-                    {"series": f"pitcrew_outbox_backlog{{{own}}}", "values": "25x20"},
+                    {"series": f"pitcrew_slack_outbox_backlog{{{own}}}", "values": "25x20"},
+                    {
+                        "series": f'pitcrew_slack_outbox_deliveries_total{{{own},outcome="failed"}}',
+                        "values": "0x5 1x15",
+                    },
+                    {
+                        "series": f'pitcrew_slack_outbox_deliveries_total{{{own},outcome="sent"}}',
+                        "values": "0+3x20",
+                    },
                 ],
                 "alert_rule_test": [
                     # Not yet: every alert waits its `for`.
@@ -221,6 +229,12 @@ def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
                         "exp_alerts": [_expected("PitcrewExecutionsFailed", {"namespace": "pitcrew"})],
                     },
                     {"eval_time": "10m", "alertname": "PitcrewOutboxBacklog", "exp_alerts": []},
+                    {"eval_time": "4m", "alertname": "PitcrewSlackDeliveriesFailed", "exp_alerts": []},
+                    {
+                        "eval_time": "8m",
+                        "alertname": "PitcrewSlackDeliveriesFailed",
+                        "exp_alerts": [_expected("PitcrewSlackDeliveriesFailed", {"namespace": "pitcrew"})],
+                    },
                     {
                         "eval_time": "18m",
                         "alertname": "PitcrewOutboxBacklog",
@@ -248,6 +262,11 @@ def test_rules_use_only_metrics_pitcrew_registers() -> None:
     used = {
         name for r in _alert_rules().values() for name in re.findall(r"\b(pitcrew_[a-z0-9_]+)\b", r["expr"])
     }
-    assert used == {"pitcrew_webhooks_rejected_total", "pitcrew_executions_total", "pitcrew_outbox_backlog"}
+    assert used == {
+        "pitcrew_webhooks_rejected_total",
+        "pitcrew_executions_total",
+        "pitcrew_slack_outbox_backlog",
+        "pitcrew_slack_outbox_deliveries_total",
+    }
     missing = used - _registered_metric_names()
     assert not missing, f"rules use metrics no module in bot/ registers: {sorted(missing)}"
