@@ -212,6 +212,7 @@ async def test_signed_approve_runs_the_plan_with_ordered_thread_and_rollback(env
         "step 3 wait-ready",
         "validate",
         "execution",
+        "Validation checks",
         "Execution",
     ]
     positions = [next(i for i, t in enumerate(replies) if key in t) for key in expected_order]

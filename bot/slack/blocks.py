@@ -24,7 +24,6 @@ ACTION_APPROVE = "pitcrew_approve"
 ACTION_REJECT = "pitcrew_reject"
 ACTION_DETAILS = "pitcrew_details"
 ACTION_ROLLBACK = "pitcrew_rollback"
-ACTION_LINK = "pitcrew_link"  # link buttons still send an action; it is acknowledged and ignored
 REJECT_MODAL = "pitcrew_reject_modal"
 REJECT_REASON_BLOCK = "reason"
 REJECT_REASON_INPUT = "reason_input"
@@ -153,15 +152,6 @@ def button(
     if confirm:
         out["confirm"] = dict(confirm)
     return out
-
-
-def link_button(text: str, action_id: str, url: str) -> Block:
-    return {
-        "type": "button",
-        "text": plain(text, limits.MAX_BUTTON_TEXT),
-        "action_id": action_id,
-        "url": url[: limits.MAX_BUTTON_URL],
-    }
 
 
 # ---------------------------------------------------------------------------------------------

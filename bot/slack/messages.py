@@ -16,6 +16,7 @@ Small per-incident state kept in the store's kv table:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -70,6 +71,8 @@ class IncidentMessages:
         self._settings = settings
         self._wake = wake
         self._clock = clock
+        # post() reads then writes per-incident state (offer, rendered): one at a time per incident.
+        self._locks: dict[int, asyncio.Lock] = {}
 
     # -- state --------------------------------------------------------------------------------
 
@@ -130,6 +133,11 @@ class IncidentMessages:
 
     async def post(self, incident_id: int) -> None:
         """Post the incident's message, or update it if it was posted already. Idempotent."""
+        lock = self._locks.setdefault(incident_id, asyncio.Lock())
+        async with lock:
+            await self._post(incident_id)
+
+    async def _post(self, incident_id: int) -> None:
         incident = await self._store.get_incident(incident_id)
         if incident is None:
             raise LookupError(f"incident {incident_id} does not exist")

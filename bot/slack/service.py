@@ -248,15 +248,11 @@ class SlackService:
         app.action(B.ACTION_REJECT)(self._on_reject)
         app.action(B.ACTION_DETAILS)(self._on_details)
         app.action(B.ACTION_ROLLBACK)(self._on_rollback)
-        app.action(B.ACTION_LINK)(self._on_link)
         app.view(B.REJECT_MODAL)(self._on_reject_submitted)
 
     async def _reply(self, respond: Any, work: Awaitable[str]) -> None:
         text = await work
         await respond(text=B.truncate(text, 3000), response_type="ephemeral", replace_original=False)
-
-    async def _on_link(self, ack: Any) -> None:
-        await ack()
 
     async def _on_approve(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()

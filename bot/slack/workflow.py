@@ -173,6 +173,9 @@ class Workflow:
                 actor.audit_name, "execution refused", incident_id=incident_id, detail=result.detail
             )
             return
+        checks = tuple(getattr(result, "checks", ()))
+        if checks:
+            await self._messages.reply(incident_id, B.render_checks("Validation checks", checks))
         if result.execution_id is not None:
             offer = bool(result.backups) and result.outcome in ("succeeded", "failed")
             await self._messages.reply(

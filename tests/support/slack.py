@@ -620,6 +620,7 @@ class ScriptedResult:
     outcome: str
     detail: str
     backups: tuple[str, ...] = ()
+    checks: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -673,7 +674,10 @@ class ScriptedExecutor:
             incident_id, State.SUCCEEDED if self.outcome == "succeeded" else State.FAILED
         )
         await on_event(Event(execution.id, -1, "execution", "done", f"{self.outcome}: {detail}"))
-        return ScriptedResult(execution.id, self.outcome, detail, (backup,))
+        from bot.model import CheckResult
+
+        checks = (CheckResult("prometheus-ready", "pass", "prometheus-0 Ready"),)
+        return ScriptedResult(execution.id, self.outcome, detail, (backup,), checks)
 
     async def rollback(self, ref: Any, *, actor: str, on_event: Any) -> ScriptedResult:
         from bot.model import StepEvent as Event
