@@ -275,6 +275,7 @@ class Kubelet:
                 pod["metadata"]["resourceVersion"] = self.semantics.next_rv()
                 self.harness.seed([pod])
                 self.recreated.append(f"{namespace}/{name}")
+                self._fresh_logs(namespace, pod)
                 if self.ready:
                     self._add_endpoint(namespace, pod)
             await asyncio.sleep(0.02)
@@ -284,6 +285,7 @@ class Kubelet:
         endpoints = live_object(self.harness, "Endpoints", app, namespace)
         if endpoints is None:
             return
+        ports = [p for subset in endpoints.get("subsets") or () for p in subset.get("ports") or ()]
         endpoints["subsets"] = [
             {
                 "addresses": [
@@ -292,11 +294,27 @@ class Kubelet:
                         "targetRef": {"kind": "Pod", "name": pod["metadata"]["name"]},
                     }
                 ],
-                "ports": [{"port": 80, "name": "http"}],
+                "ports": ports or [{"port": 80, "name": "http"}],
             }
         ]
         endpoints["metadata"]["resourceVersion"] = self.semantics.next_rv()
         self.harness.seed([endpoints])
+
+    def _fresh_logs(self, namespace: str, pod: Mapping[str, Any]) -> None:
+        """A new pod has new containers: no previous logs, and only what they wrote since starting."""
+        name = pod["metadata"]["name"]
+        for key in [k for k in self.harness.logs if k[0] == namespace and k[1] == name]:
+            del self.harness.logs[key]
+        line = (
+            'level=info msg="Server is ready to receive web requests."'
+            if self.ready
+            else (
+                'level=error msg="opening storage failed: lock DB directory: open /prometheus/lock: '
+                'permission denied"'
+            )
+        )
+        for container in pod.get("spec", {}).get("containers", []):
+            self.harness.logs[(namespace, name, container["name"], False)] = [line]
 
 
 @pytest_asyncio.fixture
