@@ -27,6 +27,7 @@ from bot.alertmanager import (
 )
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
+from bot.schedule import scheduler_ctx
 from bot.slack.wiring import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
 from bot.store import Store
 from bot.workers import IncidentWorkers, Processor, RetryPolicy
@@ -88,6 +89,7 @@ def create_app(
         [
             _store_ctx,
             slack_ctx,  # slack: Slack client, outbox worker, Socket Mode (needs the store)
+            scheduler_ctx,  # schedule: health summaries on cron (needs the store; posts via the outbox)
             _workers_ctx,  # keep last: uses every resource above
         ]
     )
