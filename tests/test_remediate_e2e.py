@@ -532,3 +532,49 @@ async def test_double_execution_on_one_incident_runs_exactly_once(
     assert all(f"incident {incident_id} already has execution" in r.detail for r in refused)
     assert kube.count(verb="patch", resource="statefulsets", dry_run=False) == 1
     assert len(await tmp_store.list_executions(incident_id)) == 1
+
+
+async def test_live_diagnosis_plans_are_executed_end_to_end(
+    kube_writes: Kube, stack: Stack, tmp_store: Store, tmp_path: Path
+) -> None:
+    """The plans come from the real handlers (bot.diagnose on the live emulator), not from the test."""
+    from bot.diagnose import collect_and_diagnose
+    from bot.evidence import Scope
+
+    kube, semantics = kube_writes
+    sts_before = live_object(kube, "StatefulSet", "prometheus", NS)
+    cm_before = live_object(kube, "ConfigMap", "loki-config", NS)
+    assert sts_before is not None and cm_before is not None
+    kubelet = Kubelet(kube, semantics, ready=True)
+    kubelet.watch(NS, "prometheus-0")
+    kubelet.watch(NS, "loki-0")
+    async with kube.cluster() as cluster:
+        _, diagnosis = await collect_and_diagnose(cluster, Scope(namespaces=(NS,)))
+        findings = [f for f in diagnosis.findings if f.has_automatic_plan]
+        assert {f.code for f in findings} == {
+            "volume-permission-denied",
+            "loki-frontend-worker-all-in-one",
+        }, [f.code for f in diagnosis.findings]
+        diff = await dry_run(findings, cluster)
+        assert "securityContext" in diff and "frontend_worker" in diff
+        async with kubelet:
+            result = await execute(
+                findings,
+                incident_id=None,
+                actor="cli",
+                cluster=cluster,
+                hosts=None,
+                store=tmp_store,
+                config=make_config(tmp_path, stack),
+                on_event=Events(),
+                poll_interval_seconds=0.05,
+            )
+    assert result.outcome == "succeeded", result.detail
+    assert {c.name for c in result.checks} == {"pods-ready", "restarts", "endpoints", "loki-query"}
+    sts_after = live_object(kube, "StatefulSet", "prometheus", NS)
+    assert sts_after is not None
+    assert sts_after["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 65534
+    cm_after = live_object(kube, "ConfigMap", "loki-config", NS)
+    assert cm_after is not None
+    assert "\nfrontend_worker:" not in cm_after["data"][LOKI_KEY]
+    assert set(kubelet.recreated) == {"monitoring/prometheus-0", "monitoring/loki-0"}
