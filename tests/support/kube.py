@@ -43,6 +43,8 @@ import pytest_asyncio
 import yaml
 
 from bot.cluster import Cluster, CollectOptions
+from bot.evidence import Evidence, LogKey
+from bot.k8s_objects import build_evidence, parse_host_facts, parse_object, parse_time
 from bot.snapshot import read_bundle_raw
 
 # kind -> (resource as kmock spells it "group/version/plural" ("v1/pods" for core), namespaced)
@@ -310,3 +312,319 @@ async def kube(tmp_path: Path, kube_api_calls: ApiCallCollector) -> AsyncIterato
         harness = KubeHarness(emulator, str(server.url).rstrip("/"), tmp_path, kube_api_calls)
         emulator.harness = harness
         yield harness
+
+
+# ---------------------------------------------------------------------------------------------
+# Object builders: kubectl-shaped dicts for handler tests (and for seeding the emulator).
+# ---------------------------------------------------------------------------------------------
+
+T0 = "2025-10-09T22:00:00Z"  # "now" of the evidence built by tests (newest timestamp wins)
+
+
+def container(
+    name: str,
+    image: str,
+    *,
+    args: Iterable[str] = (),
+    command: Iterable[str] = (),
+    mounts: Iterable[tuple[str, str]] = (),
+    ports: Iterable[tuple[str, int]] = (),
+    readiness: dict[str, Any] | None = None,
+    memory_limit: str | None = None,
+    security_context: dict[str, Any] | None = None,
+    env: Iterable[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "image": image}
+    if command:
+        c["command"] = list(command)
+    if args:
+        c["args"] = list(args)
+    if mounts:
+        c["volumeMounts"] = [{"name": n, "mountPath": p} for n, p in mounts]
+    if ports:
+        c["ports"] = [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in ports]
+    if readiness:
+        c["readinessProbe"] = readiness
+    if memory_limit:
+        c["resources"] = {"limits": {"memory": memory_limit}, "requests": {"memory": memory_limit}}
+    if security_context:
+        c["securityContext"] = security_context
+    if env:
+        c["env"] = list(env)
+    return c
+
+
+def running(
+    name: str,
+    *,
+    ready: bool,
+    restarts: int = 0,
+    started: str = "2025-10-09T21:00:00Z",
+    last: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "name": name,
+        "ready": ready,
+        "restartCount": restarts,
+        "state": {"running": {"startedAt": started}},
+    }
+    if last:
+        s["lastState"] = {"terminated": last}
+    return s
+
+
+def waiting(
+    name: str, reason: str, *, restarts: int = 0, message: str = "", last: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    state: dict[str, Any] = {"reason": reason}
+    if message:
+        state["message"] = message
+    s: dict[str, Any] = {"name": name, "ready": False, "restartCount": restarts, "state": {"waiting": state}}
+    if last:
+        s["lastState"] = {"terminated": last}
+    return s
+
+
+def terminated(
+    exit_code: int = 1, reason: str = "Error", finished: str = "2025-10-09T21:58:00Z"
+) -> dict[str, Any]:
+    return {"exitCode": exit_code, "reason": reason, "startedAt": finished, "finishedAt": finished}
+
+
+def pod(
+    name: str,
+    namespace: str,
+    *,
+    labels: Mapping[str, str],
+    containers: list[dict[str, Any]],
+    statuses: list[dict[str, Any]],
+    owner: tuple[str, str] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+    node: str = "node-a",
+    phase: str = "Running",
+    security_context: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    ready = all(s.get("ready") for s in statuses) and phase == "Running"
+    spec: dict[str, Any] = {"containers": containers}
+    if node:
+        spec["nodeName"] = node
+    if volumes:
+        spec["volumes"] = volumes
+    if security_context is not None:
+        spec["securityContext"] = security_context
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(labels),
+        "resourceVersion": "100",
+    }
+    if owner:
+        meta["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "controller": True}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": spec,
+        "status": {
+            "phase": phase,
+            "startTime": "2025-10-09T20:00:00Z",
+            "conditions": conditions
+            if conditions is not None
+            else [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": "2025-10-09T20:00:00Z",
+                }
+            ],
+            "containerStatuses": statuses,
+        },
+    }
+
+
+def workload(
+    kind: str,
+    name: str,
+    namespace: str,
+    *,
+    labels: Mapping[str, str],
+    spec: dict[str, Any],
+    replicas: int = 1,
+    ready: int = 0,
+    rv: str = "7",
+) -> dict[str, Any]:
+    """A StatefulSet/Deployment/DaemonSet whose template is `spec` (a pod spec)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "resourceVersion": rv},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": json.loads(json.dumps(spec))},
+        },
+        "status": {"replicas": replicas, "readyReplicas": ready},
+    }
+
+
+def pvc(
+    name: str,
+    namespace: str,
+    *,
+    volume: str = "",
+    phase: str = "Bound",
+    storage_class: str | None = "standard",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}
+    if volume:
+        spec["volumeName"] = volume
+    if storage_class is not None:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+        "status": {"phase": phase},
+    }
+
+
+def pv(
+    name: str, *, claim: tuple[str, str], local_path: str = "", node: str = "", csi: bool = False
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "capacity": {"storage": "10Gi"},
+        "claimRef": {"namespace": claim[0], "name": claim[1]},
+    }
+    if local_path:
+        spec["local"] = {"path": local_path}
+    if csi:
+        spec["csi"] = {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}
+    if node:
+        spec["nodeAffinity"] = {
+            "required": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+                        ]
+                    }
+                ]
+            }
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": spec,
+        "status": {"phase": "Bound"},
+    }
+
+
+def configmap(name: str, namespace: str, data: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "55"},
+        "data": dict(data),
+    }
+
+
+def service(name: str, namespace: str, selector: Mapping[str, str], *, port: int = 80) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": dict(selector),
+            "ports": [{"port": port, "targetPort": port, "protocol": "TCP"}],
+            "type": "ClusterIP",
+        },
+    }
+
+
+def endpoints(
+    name: str, namespace: str, *, ready: Iterable[str] = (), not_ready: Iterable[str] = ()
+) -> dict[str, Any]:
+    subset: dict[str, Any] = {}
+    if ready:
+        subset["addresses"] = [
+            {"ip": f"10.0.0.{i}", "targetRef": {"kind": "Pod", "name": p}} for i, p in enumerate(ready, 1)
+        ]
+    if not_ready:
+        subset["notReadyAddresses"] = [
+            {"ip": f"10.0.1.{i}", "targetRef": {"kind": "Pod", "name": p}} for i, p in enumerate(not_ready, 1)
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": name, "namespace": namespace},
+        "subsets": [subset] if subset else [],
+    }
+
+
+def event(
+    involved: tuple[str, str, str],
+    reason: str,
+    message: str,
+    *,
+    type_: str = "Warning",
+    count: int = 5,
+    last: str = "2025-10-09T21:59:00Z",
+) -> dict[str, Any]:
+    kind, namespace, name = involved
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{abs(hash((reason, message))) % 10**8}", "namespace": namespace},
+        "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+        "reason": reason,
+        "message": message,
+        "type": type_,
+        "count": count,
+        "firstTimestamp": "2025-10-09T21:00:00Z",
+        "lastTimestamp": last,
+    }
+
+
+def node(
+    name: str, *, ready: str = "True", reason: str = "KubeletReady", message: str = ""
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": ready,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": "2025-10-09T21:00:00Z",
+                }
+            ]
+        },
+    }
+
+
+def make_evidence(
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    logs: Mapping[tuple[str, str, str, bool], Iterable[str]] | None = None,
+    hosts: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+    observed_at: str = T0,
+    errors: Iterable[str] = (),
+) -> Evidence:
+    """Evidence from kubectl-shaped dicts through the real parser (as a bundle or the collector would)."""
+    parsed = [p for p in (parse_object(o) for o in objects) if p is not None]
+    return build_evidence(
+        parsed,
+        logs={LogKey(*k): tuple(v) for k, v in (logs or {}).items()},
+        hosts=[parse_host_facts(h, {"paths": list(paths)}) for h, paths in (hosts or {}).items()],
+        observed_at=parse_time(observed_at),
+        errors=errors,
+    )
