@@ -19,18 +19,22 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 
 REDACTED = "***"
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# (cheap lower-case substrings that must appear for the pattern to possibly match, pattern, replacement).
+# The substring test keeps redaction cheap for the common log line that contains no credential.
+_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # Authorization header values, with or without a scheme.
     (
+        ("authorization",),
         re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|token)\s+)?[^\s\"',;]+"),
         r"\1\2***",
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 ***"),
+    (("bearer", "basic"), re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 ***"),
     # Slack tokens (bot, user, app-level, config, refresh).
-    (re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+"), REDACTED),
-    (re.compile(r"\bxapp-[A-Za-z0-9-]+"), REDACTED),
+    (("xox",), re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+"), REDACTED),
+    (("xapp-",), re.compile(r"\bxapp-[A-Za-z0-9-]+"), REDACTED),
     # key=value / "key": "value" for credential-like keys.
     (
+        ("pass", "secret", "token", "api", "credentials"),
         re.compile(
             r"(?i)\b((?:password|passwd|secret|token|api[_-]?key|credentials|signing[_-]?secret)\w*)"
             r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&}]+)"
@@ -38,7 +42,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1\2***",
     ),
     # Credentials in URLs: scheme://user:password@host
-    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1***@"),
+    (("://",), re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1***@"),
 )
 
 
@@ -57,8 +61,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._known is not None:
             text = self._known.sub(REDACTED, text)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
+        lowered = text.lower()
+        for triggers, pattern, replacement in _PATTERNS:
+            if any(t in lowered for t in triggers):
+                text = pattern.sub(replacement, text)
         return text
 
 

@@ -56,6 +56,7 @@ class IncidentWorkers:
         *,
         concurrency: int,
         poll_interval_seconds: float = 5.0,
+        coalesce_seconds: float = 0.05,
         retry: RetryPolicy = RetryPolicy(),
         metrics: IntakeMetrics | None = None,
     ) -> None:
@@ -65,6 +66,7 @@ class IncidentWorkers:
         self._processor = processor
         self._concurrency = concurrency
         self._poll_interval = poll_interval_seconds
+        self._coalesce = coalesce_seconds
         self._retry_policy = retry
         self._metrics = metrics
         self._wake = asyncio.Event()
@@ -107,6 +109,9 @@ class IncidentWorkers:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._next_wait())
+                # Woken by a webhook: let the rest of a burst arrive, so one claim serves many
+                # webhooks instead of one store transaction each.
+                await asyncio.sleep(self._coalesce)
             self._wake.clear()
             try:
                 await self._fill_slots()

@@ -192,6 +192,10 @@ async def test_one_incident_per_group_with_dedup_and_resolution(client: TestClie
     assert incident.group_key == '{}:{alertname="PrometheusDown"}'
     assert incident.external_url == "http://alertmanager:9093"
 
+    async def none_pending() -> bool:
+        return not await store.list_incidents(work_states=[WorkState.PENDING])
+
+    await eventually(none_pending, what="the workers to process both incidents")
     samples = await scrape(client)
     assert samples["pitcrew_webhooks_received_total"] == 6
     assert samples['pitcrew_incidents{status="resolved",work_state="diagnosed"}'] == 1
