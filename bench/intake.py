@@ -22,14 +22,13 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -98,7 +97,7 @@ class _PitcrewApp:
             format=config.logging.format,
             level=config.logging.level,
             secrets=secrets_in(config),
-            stream=open(self.log, "a"),  # noqa: SIM115 - lives as long as the server process
+            stream=_append(self.log),
         )
         app_box: list[web.Application] = []
 
@@ -109,6 +108,10 @@ class _PitcrewApp:
         app = create_app(config, processor=diagnose_nothing)
         app_box.append(app)
         return app
+
+
+def _append(path: str) -> TextIO:
+    return open(path, "a")  # the log lives as long as the server process
 
 
 class Server:
@@ -262,7 +265,8 @@ def durable(db: Path, acked: set[str]) -> tuple[int, int]:
 
 def line(name: str, result: Result) -> str:
     return (
-        f"{name:<8} {result.throughput:8.0f} req/s  p50 {result.pct(0.50):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
+        f"{name:<8} {result.throughput:8.0f} req/s"
+        f"  p50 {result.pct(0.50):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
         f"  ({result.ok} ok, {result.errors} errors in {result.seconds:.1f} s)"
     )
 
@@ -298,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         found, total = durable(db, acked)
 
     print(
-        f"intake benchmark: loopback, concurrency {args.concurrency} for {args.duration:.0f} s; store {args.synchronous}"
+        f"intake benchmark: loopback, concurrency {args.concurrency} for {args.duration:.0f} s;"
+        f" store synchronous={args.synchronous}"
     )
     for name in servers:
         print(line(name, results[name]["closed"]))
