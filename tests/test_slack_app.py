@@ -483,3 +483,30 @@ async def test_silence_command_creates_an_alertmanager_silence(
         await env.command("silence 999 1h")
         await env.api.wait_for(lambda a: len(a.responses) >= 3, what="third answer")
         assert "Incident #999 does not exist" in env.api.responses[2]["text"]
+
+
+async def test_truncated_diff_is_posted_whole_in_the_thread_once(env: Env) -> None:
+    diff = "\n".join(f"+      line {i}: value-{i}" for i in range(400))
+    incident_id = await seed_incident(env.store, dry_run_diff=diff)
+    await env.service.post_incident(incident_id)
+    _, ts = await env.posted(incident_id)
+    await env.api.wait_for(lambda a: any("Dry-run diff" in c.text for c in thread(a, ts)), what="full diff")
+    await env.service.post_incident(incident_id)  # a re-post does not repeat it
+    await env.api.wait_for(lambda a: bool(parent_updates(a, ts)), what="update")
+    parts = [c for c in thread(env.api, ts) if "Dry-run diff" in c.text]
+    assert len(parts) == 1
+    assert "line 0: value-0" in parts[0].text and "line 399: value-399" in parts[0].text
+    assert "truncated; the full diff is in the thread" in env.api.ok_calls("chat.postMessage")[0].text
+
+
+async def test_unauthorised_reject_changes_nothing(env: Env) -> None:
+    incident_id = await seed_incident(env.store, severity="warning")
+    values = {B.REJECT_REASON_BLOCK: {B.REJECT_REASON_INPUT: {"type": "plain_text_input", "value": "no"}}}
+    meta = json.dumps({"incident_id": incident_id, "channel": "C-ALERTS"})
+    status, _ = await env.post(view_submission_body(B.REJECT_MODAL, meta, values, user_id="UMALLORY"))
+    assert status == 200
+    await env.api.wait_for(lambda a: bool(a.ok_calls("chat.postEphemeral")), what="ephemeral refusal")
+    assert "not an approver" in env.api.ok_calls("chat.postEphemeral")[0].args["text"]
+    incident = await env.store.get_incident(incident_id)
+    assert incident is not None and incident.work_state is WorkState.DIAGNOSED
+    assert await env.store.list_decisions(incident_id) == []

@@ -171,3 +171,18 @@ async def test_reply_without_parent_fails_cleanly(store: Store, slack_api: Slack
     )
     assert await worker.deliver_due() == 1
     assert slack_api.calls == [] and await store.outbox_backlog() == 0
+
+
+async def test_bare_web_api_payloads_from_other_writers_are_sent_as_they_are(
+    store: Store, slack_api: SlackApiServer
+) -> None:
+    clock = StepClock()
+    worker = worker_for(store, slack_api, clock)
+    await store.enqueue_outbox(
+        "summary:daily", "chat.postMessage", json.dumps({"channel": "C-OPS", "text": "ok"})
+    )
+    await store.enqueue_outbox("summary:daily", "chat.postMessage", "[1, 2]")  # not an object: refused
+    assert await worker.deliver_due() == 1
+    assert await worker.deliver_due() == 1
+    assert [c.args["text"] for c in slack_api.ok_calls("chat.postMessage")] == ["ok"]
+    assert await store.outbox_backlog() == 0

@@ -3,6 +3,7 @@ and metrics, and `post_incident` as the pipeline calls it."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -131,3 +132,49 @@ async def test_pipeline_posts_through_the_app_and_clicks_reach_bolt(
     assert 'pitcrew_slack_requests_rejected_total{reason="stale"} 1' in metrics
     assert 'pitcrew_slack_outbox_deliveries_total{outcome="sent"} 1' in metrics
     assert "pitcrew_slack_outbox_backlog 0" in metrics
+
+
+async def test_validate_command_checks_the_emulated_cluster(
+    tmp_path: Path, aiohttp_client: ClientFactory, slack_api: SlackApiServer, kube_writes: Any, stack: Any
+) -> None:
+    kube, _ = kube_writes
+    config = parse_config(
+        {
+            "store": {"path": str(tmp_path / "pitcrew.db")},
+            "webhook": {"bearer_token_env": "T_WEBHOOK"},
+            "cluster": {
+                "kubeconfig": str(kube.kubeconfig),
+                "in_cluster": False,
+                "namespaces": ["monitoring"],
+            },
+            "validation": {
+                "prometheus_url": stack.prometheus_url,
+                "loki_url": stack.loki_url,
+                "http_timeout_seconds": 2,
+            },
+            "slack": {
+                "enabled": True,
+                "bot_token_env": "T_SLACK_BOT",
+                "signing_secret_env": "T_SLACK_SIGNING",
+                "api_base_url": slack_api.base_url,
+                "default_channel": "C-ALERTS",
+            },
+        },
+        env={"T_WEBHOOK": TOKEN, "T_SLACK_BOT": BOT_TOKEN, "T_SLACK_SIGNING": SIGNING_SECRET},
+    )
+
+    async def nothing(incident_id: int) -> None:
+        return None
+
+    client = await aiohttp_client(create_app(config, processor=nothing))
+    body = slash_command_body("validate monitoring", response_url=slack_api.response_url())
+    resp = await client.post("/slack/events", data=body, headers=sign(body))
+    assert resp.status == 200
+    await slack_api.wait_for(lambda a: bool(a.responses), within=30, what="validation answer")
+    answer = slack_api.responses[0]
+    assert answer["text"].startswith("Validation of monitoring:")
+    # The seed incident: Prometheus crash-looping, so the pod readiness check fails.
+    assert "failed of" in answer["text"] and not answer["text"].startswith(
+        "Validation of monitoring: 0 failed"
+    )
+    assert "prometheus-0" in json.dumps(answer["blocks"])
