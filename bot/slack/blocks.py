@@ -336,7 +336,7 @@ def render_incident(view: IncidentView) -> Message:
                 style="primary",
                 confirm={
                     "title": plain("Run this plan?", limits.MAX_CONFIRM_TITLE),
-                    "text": mrkdwn(
+                    "text": plain(
                         f"pitcrew will back up, change and validate the objects of incident #{inc.id}. "
                         "Every step is posted in the thread.",
                         limits.MAX_CONFIRM_TEXT,
@@ -367,7 +367,7 @@ def rollback_button(execution_id: int) -> Block:
         style="danger",
         confirm={
             "title": plain("Roll back?", limits.MAX_CONFIRM_TITLE),
-            "text": mrkdwn(
+            "text": plain(
                 f"Restore every backup of execution {execution_id} and restart what it changed.",
                 limits.MAX_CONFIRM_TEXT,
             ),
