@@ -644,6 +644,7 @@ async def execute(
                 config=config,
                 since=started_wall,
                 checks=plan.validation or None,
+                focus=tuple(dict.fromkeys(s.target for s in plan.steps if s.target.namespace)),
             )
             checks = tuple(results)
             failed = [c for c in checks if c.status == "fail"]

@@ -123,6 +123,7 @@ class _Context:
         config: Config,
         since: float | None,
         session: aiohttp.ClientSession,
+        focus: Sequence[ObjectRef] = (),
     ) -> None:
         self.namespaces = tuple(namespaces)
         self.evidence = evidence
@@ -130,6 +131,8 @@ class _Context:
         self.config = config
         self.since = since
         self.session = session
+        self.focus = tuple(focus)
+        self.focus_pods = focus_pods(evidence, focus) if focus else None
 
     def direct_url(self, component: Component) -> str | None:
         url: str | None = getattr(self.config.validation, f"{component}_url")
@@ -188,8 +191,37 @@ class _Context:
 # ---------------------------------------------------------------------------------------------
 
 
+def focus_pods(evidence: Evidence, focus: Sequence[ObjectRef]) -> set[tuple[str, str]]:
+    """(namespace, name) of the pods a change touched: pods named in `focus`, pods of focused
+    workloads (by selector, so a recreated pod still counts), pods mounting a focused ConfigMap."""
+    wanted: set[tuple[str, str]] = set()
+    for ref in focus:
+        ns = ref.namespace or ""
+        if ref.kind == "Pod":
+            wanted.add((ns, ref.name))
+        elif ref.kind in ("StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"):
+            workload = evidence.workload(ref.kind, ns, ref.name)
+            if workload is not None:
+                wanted.update((ns, p.name) for p in evidence.pods_selected_by(ns, workload.selector))
+        elif ref.kind == "ConfigMap":
+            for pod in evidence.pods_in(ns):
+                spec = pod.spec
+                mounts = any(v.config_map == ref.name for v in spec.volumes)
+                env = any(
+                    r.kind == "ConfigMap" and r.name == ref.name
+                    for c in spec.containers + spec.init_containers
+                    for r in c.env_refs
+                )
+                if mounts or env:
+                    wanted.add((ns, pod.name))
+    return wanted
+
+
 def _pods(ctx: _Context) -> list[Pod]:
-    return [p for ns in ctx.namespaces for p in ctx.evidence.pods_in(ns) if p.phase not in ("Succeeded",)]
+    pods = [p for ns in ctx.namespaces for p in ctx.evidence.pods_in(ns) if p.phase not in ("Succeeded",)]
+    if ctx.focus_pods is not None:
+        pods = [p for p in pods if (p.namespace, p.name) in ctx.focus_pods]
+    return pods
 
 
 def _not_ready_reason(pod: Pod) -> str:
@@ -201,6 +233,15 @@ def _not_ready_reason(pod: Pod) -> str:
 
 async def check_pods_ready(ctx: _Context) -> list[CheckResult]:
     pods = _pods(ctx)
+    # A pod the change restarted that has not come back is the worst case, not "nothing to check".
+    missing = [
+        ref
+        for ref in ctx.focus
+        if ref.kind == "Pod" and ctx.evidence.pod(ref.namespace or "", ref.name) is None
+    ]
+    if missing:
+        names = ", ".join(ref.name for ref in missing)
+        return [_result("pods-ready", "fail", f"pods not found after the change: {names}", missing)]
     if not pods:
         return [_result("pods-ready", "warn", f"no pods in {', '.join(ctx.namespaces)}")]
     not_ready = [p for p in pods if not p.ready or p.meta.deleting]
@@ -258,6 +299,16 @@ async def check_restarts(ctx: _Context) -> list[CheckResult]:
 
 async def check_endpoints(ctx: _Context) -> list[CheckResult]:
     services = [s for s in ctx.evidence.services if (s.meta.namespace or "") in ctx.namespaces and s.selector]
+    if ctx.focus_pods is not None:
+        # Only the Services in front of the pods the change touched.
+        services = [
+            s
+            for s in services
+            if any(
+                (p.namespace, p.name) in ctx.focus_pods
+                for p in ctx.evidence.pods_selected_by(s.meta.namespace or "", s.selector)
+            )
+        ]
     if not services:
         return [_result("endpoints", "warn", f"no Services with selectors in {', '.join(ctx.namespaces)}")]
     empty = []
@@ -469,9 +520,12 @@ async def validate(
     config: Config,
     since: float | None,
     checks: Sequence[str] | None = None,
+    focus: Sequence[ObjectRef] = (),
 ) -> list[CheckResult]:
     """Run the checks (all, or the named ones) for the namespaces. `since` is when the fix began
-    (unix seconds): restarts and log errors after it count against the fix."""
+    (unix seconds): restarts and log errors after it count against the fix. `focus` (the objects a
+    plan changed) narrows the pod and Service checks to what the change touched, so a fix is not
+    judged by an unrelated broken pod in the same namespace; empty means the whole namespaces."""
     names = list(checks) if checks is not None else list(CHECKS)
     unknown = [n for n in names if n not in CHECK_FUNCTIONS]
     if unknown:
@@ -480,7 +534,7 @@ async def validate(
     evidence = await cluster.collect(Scope(namespaces=namespaces))
     timeout = aiohttp.ClientTimeout(total=config.validation.http_timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        ctx = _Context(namespaces, evidence, cluster, config, since, session)
+        ctx = _Context(namespaces, evidence, cluster, config, since, session, focus)
 
         async def run(name: str) -> list[CheckResult]:
             try:

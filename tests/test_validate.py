@@ -232,3 +232,36 @@ async def test_cli_validate_exit_codes(
     bad.write_text("validation:\n  prometheus_url: 12\n  surprise: 1\n")
     assert await asyncio.to_thread(cli_validate, _args(bad)) == 2
     assert "surprise" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+async def test_focus_narrows_pod_and_service_checks_to_what_the_change_touched(kube_writes: Kube) -> None:
+    from bot.model import ObjectRef
+
+    kube, _ = kube_writes
+    config = config_for(None, token=None)
+    async with kube.cluster() as cluster:
+        focused = by_name(
+            await validate(
+                ["monitoring"],
+                cluster=cluster,
+                config=config,
+                since=None,
+                checks=("pods-ready", "endpoints"),
+                focus=(ObjectRef("ConfigMap", "loki-config", "monitoring"),),
+            )
+        )
+        missing = await validate(
+            ["monitoring"],
+            cluster=cluster,
+            config=config,
+            since=None,
+            checks=("pods-ready",),
+            focus=(ObjectRef("Pod", "prometheus-1", "monitoring"),),
+        )
+    # Loki's pod mounts the ConfigMap: it is judged; Prometheus (also broken) is not this change's.
+    assert focused["pods-ready"][0].detail == "1 of 1 pods not Ready: loki-0 (Running)"
+    assert focused["endpoints"][0].detail == "no ready endpoints: loki"
+    assert [(r.status, r.detail) for r in missing] == [
+        ("fail", "pods not found after the change: prometheus-1")
+    ]

@@ -1,0 +1,139 @@
+"""`pitcrew remediate`, `pitcrew rollback` and `pitcrew history` against the emulator seeded with the
+seed incident (tests/support/kube_writes.py) and a real store file. The CLI runs its own event loop,
+so each call runs in a thread while the emulator serves from the test's loop. Under pytest stdin is
+not a terminal, which is exactly the case where per-step confirmation must refuse without --yes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import build_parser
+from bot.history import cli_history
+from bot.remediate import cli_remediate, cli_rollback
+from tests.support.kube import KubeHarness
+from tests.support.kube_writes import SEED_BUNDLE, Kubelet, WriteSemantics, live_object
+from tests.support.stackstubs import Stack
+
+pytestmark = pytest.mark.integration
+Kube = tuple[KubeHarness, WriteSemantics]
+
+
+def write_config(tmp_path: Path, kube: KubeHarness, stack: Stack) -> Path:
+    path = tmp_path / "pitcrew.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "cluster": {"kubeconfig": str(kube.kubeconfig), "in_cluster": False},
+                "store": {"path": str(tmp_path / "pitcrew.db")},
+                "remediation": {"backup_dir": str(tmp_path / "backups"), "wait_ready_timeout_seconds": 20},
+                "validation": {"prometheus_url": stack.prometheus_url, "loki_url": stack.loki_url},
+            }
+        )
+    )
+    return path
+
+
+async def run(verb_function: object, *argv: str) -> int:
+    args = build_parser().parse_args(list(argv))
+    code: int = await asyncio.to_thread(verb_function, args)  # type: ignore[arg-type]
+    return code
+
+
+async def test_dry_run_prints_plan_and_server_diff_and_changes_nothing(
+    kube_writes: Kube, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kube, _ = kube_writes
+    config = write_config(tmp_path, kube, stack)
+    before = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    code = await run(cli_remediate, "remediate", "-c", str(config), "-n", "monitoring", "--dry-run")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (
+        "CRITICAL volume-permission-denied" in out
+        and "plan:\n  1. patch monitoring/StatefulSet/prometheus" in out
+    )
+    assert "+      securityContext:" in out and "+    # frontend_worker:" in out
+    assert live_object(kube, "StatefulSet", "prometheus", "monitoring") == before
+    assert kube.count(verb="patch", dry_run=False) == 0 and kube.count(verb="delete") == 0
+
+
+async def test_without_terminal_and_without_yes_refuses(
+    kube_writes: Kube, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kube, _ = kube_writes
+    config = write_config(tmp_path, kube, stack)
+    code = await run(cli_remediate, "remediate", "-c", str(config), "--snapshot", str(SEED_BUNDLE))
+    assert code == 2
+    assert "stdin is not a terminal" in capsys.readouterr().err
+    assert kube.count(verb="patch", dry_run=False) == 0 and kube.count(verb="delete") == 0
+    assert await run(cli_rollback, "rollback", "-c", str(config), "b-1") == 2
+
+
+async def test_unknown_finding_and_bad_ids_are_clear_errors(
+    kube_writes: Kube, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kube, _ = kube_writes
+    config = write_config(tmp_path, kube, stack)
+    code = await run(cli_remediate, "remediate", "-c", str(config), "--finding", "nope", "--yes")
+    err = capsys.readouterr().err
+    assert code == 2 and "no finding 'nope' with a plan" in err and "volume-permission-denied" in err
+    assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "x-1") == 2
+    assert "is not a backup id" in capsys.readouterr().err
+    assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "b-99") == 2
+    assert "backup b-99 does not exist" in capsys.readouterr().err
+    assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "7") == 2
+    assert "incident 7 has no execution" in capsys.readouterr().err
+
+
+async def test_remediate_yes_then_history_then_rollback(
+    kube_writes: Kube, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kube, semantics = kube_writes
+    config = write_config(tmp_path, kube, stack)
+    sts_before = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    assert sts_before is not None
+    kubelet = Kubelet(kube, semantics, ready=True)
+    kubelet.watch("monitoring", "prometheus-0")
+    kubelet.watch("monitoring", "loki-0")
+    async with kubelet:
+        code = await run(
+            cli_remediate,
+            "remediate",
+            "-c",
+            str(config),
+            "-n",
+            "monitoring",
+            "--finding",
+            "volume-permission-denied",
+            "--yes",
+        )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "[step 1] patch done: patched monitoring/StatefulSet/prometheus (backup b-1" in out
+    assert "[plan] execution done: succeeded" in out
+    sts_after = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    assert sts_after is not None and sts_after["spec"] != sts_before["spec"]
+    # Only the chosen finding's plan ran: Loki's ConfigMap was not touched.
+    assert kube.count(verb="patch", resource="configmaps", dry_run=False) == 0
+
+    assert await run(cli_history, "history", "-c", str(config), "-o", "json") == 0
+    history = json.loads(capsys.readouterr().out)
+    (execution,) = history["other_executions"]
+    assert execution["actor"] == "cli" and execution["status"] == "succeeded"
+    assert execution["targets"][0] == "monitoring/StatefulSet/prometheus"
+
+    code = await run(cli_rollback, "rollback", "-c", str(config), "--yes", f"e-{execution['id']}")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "rolled-back: restored b-1, b-2" in out
+    assert live_object(kube, "StatefulSet", "prometheus", "monitoring") is not None
+    restored = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    assert restored is not None and restored["spec"] == sts_before["spec"]
+
+    assert await run(cli_history, "history", "-c", str(config)) == 0
+    text = capsys.readouterr().out
+    assert f"execution {execution['id']} by cli" in text and "rolled-back" in text
