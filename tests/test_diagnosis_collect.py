@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
+from bot.cli import main
+from bot.diagnose import collect_and_diagnose, diagnose
 from bot.evidence import LogKey, Scope
+from bot.snapshot import read_bundle
 from tests.support.kube import KubeHarness
 
 SEED = "examples/seed-incident"
@@ -81,3 +87,61 @@ async def test_list_calls_do_not_grow_with_pods(kube: KubeHarness, count: int) -
     assert len(non_log) == 14
     assert all(c.verb == "list" for c in non_log)
     assert kube.count(subresource="log") == 0
+
+
+async def test_collect_and_diagnose_seed_live(kube: KubeHarness) -> None:
+    kube.seed_bundle(SEED)
+    async with kube.cluster() as cluster:
+        evidence, diagnosis = await collect_and_diagnose(cluster, Scope(("monitoring",)))
+    assert [f.code for f in diagnosis.findings] == [
+        "volume-permission-denied",
+        "loki-frontend-worker-all-in-one",
+        "service-no-endpoints",
+    ]
+    # Live evidence has no host facts: the plan patches and restarts but proposes no blind chown.
+    plan = diagnosis.findings[0].plan
+    assert plan is not None and [s.action for s in plan.steps] == ["patch", "restart-pod", "wait-ready"]
+    assert evidence.observed_at is not None
+
+
+async def test_logs_are_bounded_and_a_missing_previous_log_is_not_an_error(kube: KubeHarness) -> None:
+    kube.seed(_pods(20))  # 4 crashing containers, no logs seeded at all
+    async with kube.cluster(max_log_containers=3, log_concurrency=2) as cluster:
+        evidence = await cluster.collect(Scope(("apps",)))
+    assert kube.count(subresource="log") == 3
+    assert evidence.errors == ("logs skipped for 1 containers (limit 3 per collection)",)
+
+
+async def test_cli_diagnose_live_and_save(kube: KubeHarness, tmp_path: Path) -> None:
+    kube.seed_bundle(SEED)
+    out = tmp_path / "bundle"
+    args = [
+        "diagnose",
+        "--kubeconfig",
+        str(kube.kubeconfig),
+        "-n",
+        "monitoring",
+        "--save",
+        str(out),
+        "-o",
+        "json",
+    ]
+    assert await asyncio.to_thread(main, args) == 1
+    assert (out / "00-ANALYSIS-AND-RECOMMENDATIONS.txt").exists()
+    assert (out / "logs" / "monitoring" / "prometheus-0" / "prometheus.previous.log").exists()
+    again = diagnose(read_bundle(out))
+    assert [f.code for f in again.findings][:2] == [
+        "volume-permission-denied",
+        "loki-frontend-worker-all-in-one",
+    ]
+
+
+async def test_cli_unreachable_cluster_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: x, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: x, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\n"
+    )
+    assert await asyncio.to_thread(main, ["diagnose", "--kubeconfig", str(config)]) == 2
+    assert await asyncio.to_thread(main, ["diagnose", "--kubeconfig", str(tmp_path / "nope")]) == 2

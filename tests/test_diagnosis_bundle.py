@@ -1,0 +1,114 @@
+"""Bundle reading: object files in any layout kubectl produces, logs, host facts, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.evidence import LogKey
+from bot.snapshot import BundleError, read_bundle, write_bundle
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "p1", "namespace": "ns1"},
+    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    "status": {"phase": "Running"},
+}
+
+
+def test_single_object_list_multi_document_and_json(tmp_path: Path) -> None:
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "one.json").write_text(json.dumps(POD))
+    (tmp_path / "deep" / "er" / "svc.yml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s1, namespace: ns1}\nspec: {selector: {app: a}}\n"
+        "---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1, namespace: ns2}\ndata: {k: v}\n"
+    )
+    (tmp_path / "deep" / "list.yaml").write_text(
+        "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: p2, namespace: ns2}\n  spec: "
+        "{containers: []}\n"
+    )
+    (tmp_path / "unknown.yaml").write_text(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\n"
+    )
+    (tmp_path / "notes.txt").write_text("not an object file")
+    evidence = read_bundle(tmp_path)
+    assert sorted(p.name for p in evidence.pods) == ["p1", "p2"]
+    assert [s.meta.name for s in evidence.services] == ["s1"]
+    assert evidence.configmap("ns2", "c1") is not None
+    assert evidence.namespaces == ("ns1", "ns2")
+    assert [p.name for p in read_bundle(tmp_path, namespaces=["ns2"]).pods] == ["p2"]
+
+
+def test_logs_and_host_facts(tmp_path: Path) -> None:
+    logs = tmp_path / "logs" / "ns1" / "p1"
+    logs.mkdir(parents=True)
+    (logs / "c.log").write_text("now\n")
+    (logs / "c.previous.log").write_text("before\nlevel=error password=hunter2\n")
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "node-a.yaml").write_text("paths:\n- {path: /data, uid: 0, gid: 0, mode: 0755}\n")
+    # YAML under logs/ and hosts/ is not read as Kubernetes objects.
+    (logs / "junk.yaml").write_text("kind: Pod\nmetadata: {name: ghost, namespace: ns1}\n")
+    evidence = read_bundle(tmp_path)
+    assert evidence.pods == ()
+    assert evidence.log("ns1", "p1", "c") == ("now",)
+    assert evidence.logs[LogKey("ns1", "p1", "c", True)] == ("before", "level=error password=***")
+    [host] = evidence.hosts
+    assert host.host == "node-a" and host.paths[0].mode == 0o755 and host.paths[0].uid == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.yaml", "kind: Pod\nmetadata: [\n", "not valid YAML"),
+        ("bad.json", "{not json", "not valid JSON"),
+        ("scalar.yaml", "just a string\n", "expected a Kubernetes object"),
+        (
+            "wrongtype.yaml",
+            "kind: Pod\nmetadata: {name: p, namespace: n}\nspec: {containers: 5}\n",
+            "containers: expected a list",
+        ),
+        (
+            "badtime.yaml",
+            "kind: Pod\nmetadata: {name: p, namespace: n}\nstatus: {startTime: yesterday}\n",
+            "not an RFC 3339",
+        ),
+    ],
+)
+def test_unreadable_files_name_the_file(tmp_path: Path, name: str, content: str, message: str) -> None:
+    (tmp_path / name).write_text(content)
+    with pytest.raises(BundleError) as info:
+        read_bundle(tmp_path)
+    assert str(tmp_path / name) in str(info.value) and message in str(info.value)
+
+
+def test_bad_host_facts_and_log_layout(tmp_path: Path) -> None:
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "h.yaml").write_text("paths:\n- {uid: 1}\n")
+    with pytest.raises(BundleError, match="h.yaml: paths\\[0\\]"):
+        read_bundle(tmp_path)
+    (tmp_path / "hosts" / "h.yaml").write_text("paths:\n- {path: /x, mode: rwx}\n")
+    with pytest.raises(BundleError, match="octal"):
+        read_bundle(tmp_path)
+    (tmp_path / "hosts" / "h.yaml").unlink()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "stray.log").write_text("x")
+    with pytest.raises(BundleError, match="logs/<namespace>/<pod>/<container>"):
+        read_bundle(tmp_path)
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(BundleError, match="a bundle is a directory"):
+        read_bundle(tmp_path / "f")
+
+
+def test_write_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(BundleError, match="not an empty directory"):
+        write_bundle(read_bundle(tmp_path / "out"), tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"

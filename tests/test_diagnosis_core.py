@@ -1,0 +1,107 @@
+"""diagnose(): handler isolation, registry validation, de-duplication and linking; redaction."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+
+from bot.diagnose import diagnose
+from bot.evidence import Evidence
+from bot.model import Finding, ObjectRef, Severity
+from bot.redact import redact
+from bot.snapshot import read_bundle
+from handlers import HANDLERS, HandlerRegistryError, validate_handlers
+from handlers.base import Settings
+from tests.test_diagnosis_seed import SEED
+
+
+def _module(name: str, code: str, diagnose_fn: object = None, alerts: object = ()) -> ModuleType:
+    module = ModuleType(name)
+    module.CODE = code  # type: ignore[attr-defined]
+    module.ALERTS = alerts  # type: ignore[attr-defined]
+    if diagnose_fn is not None:
+        module.diagnose = diagnose_fn  # type: ignore[attr-defined]
+    return module
+
+
+def test_a_raising_handler_becomes_a_report_line() -> None:
+    def boom(evidence: Evidence, settings: Settings) -> list[Finding]:
+        raise KeyError("spec")
+
+    handlers = (_module("handlers.broken", "broken", boom), *HANDLERS)
+    diagnosis = diagnose(read_bundle(SEED), handlers=handlers)
+    assert diagnosis.handler_errors == ("handler broken failed: KeyError: 'spec'",)
+    assert len(diagnosis.findings) == 3  # the others still ran
+
+
+def test_registry_rejects_duplicates_and_incomplete_modules() -> None:
+    def noop(evidence: Evidence, settings: Settings) -> list[Finding]:
+        return []
+
+    with pytest.raises(HandlerRegistryError, match="duplicate code 'crash-loop'"):
+        validate_handlers((*HANDLERS, _module("handlers.copy", "crash-loop", noop)))
+    with pytest.raises(HandlerRegistryError, match="diagnose"):
+        validate_handlers((_module("handlers.empty", "empty"),))
+    with pytest.raises(HandlerRegistryError, match="ALERTS"):
+        validate_handlers((_module("handlers.x", "x", noop, alerts=["list"]),))
+    validate_handlers(HANDLERS)
+    assert len({h.CODE for h in HANDLERS}) == 12
+
+
+def _fixed(*findings: Finding) -> ModuleType:
+    def produce(evidence: Evidence, settings: Settings) -> list[Finding]:
+        return list(findings)
+
+    return _module("handlers.fixed", "fixed", produce)
+
+
+def test_generic_findings_are_dropped_when_a_specific_one_explains_the_pod() -> None:
+    pod = ObjectRef("Pod", "api-0", "shop")
+    other = ObjectRef("Pod", "api-1", "shop")
+    specific = Finding("oom-killed", Severity.CRITICAL, "oom", (pod,))
+    generic = Finding("crash-loop", Severity.CRITICAL, "crash", (pod,))
+    unexplained = Finding("crash-loop", Severity.CRITICAL, "crash", (other,))
+    readiness = Finding("readiness-probe-failing", Severity.WARNING, "probe", (other,))
+    endpoints = Finding(
+        "service-no-endpoints", Severity.WARNING, "svc", (ObjectRef("Service", "api", "shop"), pod, other)
+    )
+    diagnosis = diagnose(Evidence(), handlers=(_fixed(specific, generic, unexplained, readiness, endpoints),))
+    assert [(f.code, f.objects[0].name) for f in diagnosis.findings] == [
+        ("oom-killed", "api-0"),
+        ("crash-loop", "api-1"),
+        ("service-no-endpoints", "api"),
+    ]
+    assert diagnosis.findings[-1].caused_by == ("oom-killed", "crash-loop")
+
+
+def test_healthy_evidence_yields_nothing() -> None:
+    diagnosis = diagnose(Evidence())
+    assert diagnosis.findings == () and not diagnosis.has_problems
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "eyJhbGci"),
+        ("GET /api/datasources?api_key=abcd1234secret HTTP/1.1", "abcd1234secret"),
+        ('{"password":"s3cr3t!","user":"admin"}', "s3cr3t!"),
+        ("url=postgres://grafana:hunter2@db:5432/grafana", "hunter2"),
+        ("GF_SECURITY_ADMIN_PASSWORD=opensesame", "opensesame"),
+        ("slack token xoxb-123456789012-abcdefghijkl", "xoxb-123456789012"),
+        ("authorization: Basic YWRtaW46aHVudGVyMg==", "YWRtaW46aHVudGVyMg=="),
+    ],
+)
+def test_redaction_hides_secrets(line: str, secret: str) -> None:
+    out = redact(line)
+    assert secret not in out and "***" in out
+
+
+def test_redaction_keeps_proof_lines_intact() -> None:
+    for line in (
+        'ts=2025-10-09T21:54:40.310Z caller=main.go:1164 level=error err="opening storage failed: '
+        'lock DB directory: open /prometheus/lock: permission denied"',
+        '{"address":"127.0.0.1:9095","msg":"error contacting frontend","level":"error"}',
+        'level=warn msg="token expired, refreshing"',
+    ):
+        assert redact(line) == line
