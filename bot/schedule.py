@@ -27,11 +27,13 @@ import uuid
 import zoneinfo
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from bot import keys
@@ -65,15 +67,75 @@ class ScheduleConfigError(ValueError):
 # ---------------------------------------------------------------------------------------------
 
 
+# Crontab numbers weekdays from Sunday (0 or 7); apscheduler 3.x from Monday (its from_crontab
+# keeps its own numbering, see apscheduler issue 286). Weekdays are therefore translated to names.
+_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _crontab_weekday(token: str) -> int:
+    if token.isdigit() and int(token) <= 7:
+        return int(token) % 7
+    if token in _CRON_WEEKDAYS:
+        return _CRON_WEEKDAYS.index(token)
+    raise ValueError(f"day of week {token!r} is not 0-7 or sun..sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab day-of-week field ("1-5", "0,6", "*/2", "mon-fri") as apscheduler day names."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        base, slash, step_text = item.partition("/")
+        if slash and not (step_text.isdigit() and int(step_text) > 0):
+            raise ValueError(f"day of week step {step_text!r} is not a positive number")
+        step = int(step_text) if slash else 1
+        if base == "*":
+            low, high = 0, 6
+        elif "-" in base:
+            first, last = base.split("-", 1)
+            low, high = _crontab_weekday(first), _crontab_weekday(last)
+            if last == "7":
+                high = 7  # "5-7" is Friday to Sunday
+        else:
+            low = _crontab_weekday(base)
+            high = 6 if slash else low
+        if low > high:
+            raise ValueError(f"day of week range {base!r} runs backwards")
+        days.update(day % 7 for day in range(low, high + 1, step))
+    # apscheduler numbers Monday 0: list Monday first so the field reads naturally.
+    return ",".join(_CRON_WEEKDAYS[d] for d in sorted(days, key=lambda d: (d - 1) % 7))
+
+
+def crontab_trigger(expr: str, timezone: tzinfo) -> BaseTrigger:
+    """A standard 5-field crontab expression as an apscheduler trigger. As in cron, when both the
+    day of month and the day of week are restricted, either one matching is enough."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    weekdays = crontab_weekdays(weekday)
+
+    def cron(day: str, day_of_week: str) -> CronTrigger:
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone=timezone
+        )
+
+    if day not in ("*", "?") and weekdays != "*":
+        return OrTrigger([cron(day, "*"), cron("*", weekdays)])
+    return cron(day, weekdays)
+
+
 def cron_problems(cron: str, timezone: str) -> list[str]:
-    """Problems of a cron expression / time zone, as "field: reason" (empty when it can run)."""
+    """Problems of a cron expression, as "cron: reason" (empty when it can run). The time zone is
+    checked by the config itself; an unknown one is left to that check here."""
     problems: list[str] = []
     try:
-        tz = zoneinfo.ZoneInfo(timezone)
+        tz: tzinfo = zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = None  # reported by the config's own time zone check
+        tz = UTC
     try:
-        CronTrigger.from_crontab(cron, timezone=tz or UTC)
+        crontab_trigger(cron, tz)
     except (ValueError, TypeError) as exc:
         problems.append(f"cron: invalid crontab expression {cron!r}: {exc}")
     return problems
@@ -88,15 +150,14 @@ def schedule_problems(schedules: Sequence[ScheduleConfig]) -> list[str]:
     ]
 
 
-def trigger_for(schedule: ScheduleConfig) -> CronTrigger:
+def trigger_for(schedule: ScheduleConfig) -> BaseTrigger:
     try:
-        tz = zoneinfo.ZoneInfo(schedule.timezone)
-        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+        return crontab_trigger(schedule.cron, zoneinfo.ZoneInfo(schedule.timezone))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise ScheduleConfigError(f"schedules ({schedule.name}): cron/timezone: {exc}") from None
 
 
-def latest_fire_time(trigger: CronTrigger, now: datetime, window_seconds: float) -> datetime | None:
+def latest_fire_time(trigger: BaseTrigger, now: datetime, window_seconds: float) -> datetime | None:
     """The trigger's latest fire time in (now - window, now], or None."""
     if window_seconds <= 0:
         return None
@@ -218,6 +279,9 @@ async def run_schedule(
         _log.error("schedule %s: no channel and no slack.default_channel; not posted", schedule.name)
         return RunResult(schedule.name, "no-channel", fire_ts)
     lock = f"schedule:{schedule.name}:{fire_ts:.0f}"
+    # One owner per attempt: the store renews a lock for its holder, and two attempts in the same
+    # process (start-up catch-up and the job, at the same fire time) must exclude each other too.
+    owner = f"{owner}/{uuid.uuid4().hex[:8]}"
     if not await store.try_lock(lock, owner, LOCK_TTL_SECONDS):
         return RunResult(schedule.name, "locked", fire_ts)
     try:

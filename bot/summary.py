@@ -16,15 +16,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import json
 import sys
 import time
+import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.evidence import Evidence, Pod, Scope, Workload
 from bot.model import CheckResult, Incident, IncidentStatus, JsonValue, ObjectRef
+from bot.redact import redact
 
 if TYPE_CHECKING:
     from bot.cluster import Cluster
@@ -197,6 +200,10 @@ class HealthSummary:
     remediations: tuple[RemediationLine, ...]
     store_note: str | None  # the store could not be read (incidents/remediations unknown)
     state: SummaryState  # to save once this summary is delivered
+    timezone: str = "UTC"  # how times are shown (the schedule's time zone)
+
+    def when(self, ts: float) -> str:
+        return when(ts, self.timezone)
 
     @property
     def check_problems(self) -> tuple[Problem, ...]:
@@ -513,6 +520,7 @@ def summarize(
     slack_messages: Mapping[int, tuple[str, str]] | None = None,
     previous: SummaryState | None = None,
     store_note: str | None = None,
+    timezone: str = "UTC",
 ) -> HealthSummary:
     """Pure: everything the summary shows, decided here. `evidence` None (or `collection_error`) means
     the cluster could not be read; the store-side sections are still filled in."""
@@ -602,6 +610,7 @@ def summarize(
         remediations=remediations,
         store_note=store_note,
         state=SummaryState(at=generated_at, restarts=counts),
+        timezone=timezone,
     )
 
 
@@ -640,8 +649,13 @@ def _replace_problems(health: NamespaceHealth, problems: tuple[Problem, ...]) ->
 # ---------------------------------------------------------------------------------------------
 
 
-def when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+def when(ts: float, timezone: str = "UTC") -> str:
+    """A time as people in `timezone` read it (an unknown zone falls back to UTC)."""
+    try:
+        tz: datetime.tzinfo = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = datetime.UTC
+    return datetime.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _link_text(link: IncidentLink | None, incident_id: int | None) -> str:
@@ -659,8 +673,10 @@ def _plural(n: int, word: str) -> str:
 def render_text(summary: HealthSummary) -> str:
     """Plain text for the terminal: the glance line first, then the detail."""
     lines = [summary.glance]
-    window = f"since {when(summary.since)}" + ("" if summary.has_baseline else " (no previous summary)")
-    lines.append(f"Health summary '{summary.title}' at {when(summary.generated_at)}, {window}")
+    window = f"since {summary.when(summary.since)}" + (
+        "" if summary.has_baseline else " (no previous summary)"
+    )
+    lines.append(f"Health summary '{summary.title}' at {summary.when(summary.generated_at)}, {window}")
     lines.append(f"Source: {summary.source}")
     if summary.collection_error is not None:
         lines.append(f"Could not read the cluster: {summary.collection_error}")
@@ -723,7 +739,8 @@ def render_text(summary: HealthSummary) -> str:
                 f"  execution {rem.execution_id}{about} by {rem.actor}: {rem.status}"
                 + (f" ({_first_line(rem.detail, 160)})" if rem.detail else "")
             )
-    return "\n".join(lines).rstrip() + "\n"
+    # Evidence is redacted when collected; this is the last line of defence for check details too.
+    return "\n".join(redact(line) for line in lines).rstrip() + "\n"
 
 
 def _link_json(link: IncidentLink | None) -> JsonValue:
@@ -1029,6 +1046,7 @@ async def build_summary(
         slack_messages=messages,
         previous=previous,
         store_note=store_note,
+        timezone=schedule.timezone if schedule is not None else "UTC",
     )
 
 

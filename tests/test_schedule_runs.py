@@ -185,7 +185,8 @@ async def test_restarts_since_the_previous_run(kube: KubeHarness, stack: Stack, 
     assert "prometheus-0 +9" in json.dumps(first_message["blocks"])
     assert "prometheus-0 +3" in json.dumps(second_message["blocks"])
     assert "(no previous summary)" in json.dumps(first_message["blocks"])
-    assert "since 2026-11-25 08:00:01 UTC" in json.dumps(second_message["blocks"])  # the first run
+    # Since the first run, in the schedule's time zone.
+    assert "since 2026-11-25 09:00 CET" in json.dumps(second_message["blocks"])
 
 
 async def test_unreachable_cluster_is_still_posted(tmp_path: Path, tmp_store: Store) -> None:

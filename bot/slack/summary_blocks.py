@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.slack import limits
-from bot.slack.blocks import Block, Message, context, escape, plain, redact, section, truncate, when
+from bot.slack.blocks import Block, Message, context, escape, plain, redact, section, truncate
 from bot.summary import (
     HealthSummary,
     IncidentLine,
@@ -184,8 +184,12 @@ def render_summary(summary: HealthSummary) -> Message:
         {"type": "header", "text": plain(f"Health summary: {summary.title}", limits.MAX_HEADER_TEXT)},
         section(f"*{_text(summary.glance)}*"),
     ]
-    window = "since " + when(summary.since) + ("" if summary.has_baseline else " (no previous summary)")
-    blocks.append(context(f"{when(summary.generated_at)} · {window} · source: {_text(summary.source)}"))
+    window = (
+        "since " + summary.when(summary.since) + ("" if summary.has_baseline else " (no previous summary)")
+    )
+    blocks.append(
+        context(f"{summary.when(summary.generated_at)} · {window} · source: {_text(summary.source)}")
+    )
     if summary.collection_error is not None:
         blocks.append(
             section(
