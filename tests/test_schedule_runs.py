@@ -296,6 +296,20 @@ async def test_only_one_replica_posts(kube: KubeHarness, tmp_store: Store, store
     assert len(await queued(tmp_store)) == 2  # one per fire time
 
 
+async def test_catch_up_and_job_in_one_process_post_once(kube: KubeHarness, tmp_store: Store) -> None:
+    """Started right at a fire time: the start-up catch-up and the job run together, same process."""
+    kube.seed(healthy_namespace("monitoring"))
+    config = make_config(str(kube.kubeconfig))
+    scheduler = SummaryScheduler(SummaryDeps(config=config, store=tmp_store), config.schedules, owner="pod-a")
+    job_result, catch_up_results = await asyncio.gather(
+        scheduler.fire("daily", now=FIRE + 3), scheduler.catch_up(now=FIRE + 3)
+    )
+    assert job_result is not None
+    outcomes = sorted([job_result.outcome, *(r.outcome for r in catch_up_results)])
+    assert outcomes in (["already-posted", "posted"], ["locked", "posted"])
+    assert len(await queued(tmp_store)) == 1
+
+
 async def test_delivered_to_slack_through_the_outbox(
     kube: KubeHarness, tmp_store: Store, slack_api: SlackApiServer
 ) -> None:
