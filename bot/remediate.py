@@ -358,7 +358,7 @@ def _safe_file_name(text: str) -> str:
 async def _write_backup_file(folder: Path, index: int, target: str, content: str) -> None:
     def write() -> None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{index:02d}-{_safe_file_name(target)}.yaml"
+        path = folder / f"{index + 1:02d}-{_safe_file_name(target)}.yaml"  # step number
         try:
             data = json.loads(content)
         except ValueError:

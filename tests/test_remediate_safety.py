@@ -1,0 +1,157 @@
+"""DESIGN.md "Safety rules of execution", the ones not already pinned by the end-to-end tests:
+
+1. nothing changes without approval: a declined step stops the plan before any change of its own;
+2. the backup is committed to the store before the change reaches the API server;
+6. one remediation at a time per object, across incidents (the store's target locks).
+
+(3 dry run: test_remediate_e2e / test_remediate_cli; 4 concurrent change: test_remediate_e2e;
+5 validation and rollback: test_remediate_e2e; 6 one execution per incident: test_remediate_e2e;
+7 audit and events: test_remediate_e2e.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import parse_config
+from bot.model import Plan, Step, StepEvent
+from bot.remediate import execute
+from bot.store import Store
+from tests.support.kube import KubeHarness
+from tests.support.kube_writes import Kubelet, WriteSemantics, live_object
+from tests.test_remediate_e2e import STS, seed_findings
+
+pytestmark = pytest.mark.integration
+Kube = tuple[KubeHarness, WriteSemantics]
+
+
+async def ignore(event: StepEvent) -> None:
+    return None
+
+
+async def test_declined_step_stops_the_plan(kube_writes: Kube, tmp_store: Store, tmp_path: Path) -> None:
+    kube, _ = kube_writes
+    findings = seed_findings(kube)
+    asked: list[int] = []
+
+    async def confirm(index: int, step: Step) -> bool:
+        asked.append(index)
+        return index == 0  # approve the patch, decline the restart
+
+    events: list[StepEvent] = []
+
+    async def record(event: StepEvent) -> None:
+        events.append(event)
+
+    async with kube.cluster() as cluster:
+        result = await execute(
+            findings,
+            incident_id=None,
+            actor="cli",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            config=parse_config({"remediation": {"backup_dir": str(tmp_path / "b")}}),
+            on_event=record,
+            confirm=confirm,
+        )
+    assert asked == [0, 1]
+    assert result.outcome == "failed" and "stopped before step 2: not confirmed" in result.detail
+    assert [e.phase for e in events if e.step_index == 1] == ["skipped"]
+    assert kube.count(verb="delete") == 0  # the declined restart never happened
+    assert kube.count(verb="patch", resource="configmaps", dry_run=False) == 0  # nor anything after it
+
+
+async def test_backup_is_committed_before_the_change_reaches_the_server(
+    kube_writes: Kube, tmp_store_path: Path, tmp_path: Path
+) -> None:
+    kube, semantics = kube_writes
+    plan = seed_findings(kube)[0].plan
+    assert plan is not None
+    seen_at_write: list[Any] = []
+
+    def look_in_the_store(request: Any) -> None:
+        # Another connection to the database file, as a separate process would see it.
+        with sqlite3.connect(tmp_store_path) as conn:
+            seen_at_write.extend(conn.execute("SELECT target, kind FROM backups").fetchall())
+        seen_at_write.append(sorted(p.name for p in (tmp_path / "b").rglob("*.yaml")))
+
+    semantics.before_write = look_in_the_store
+    store = await Store.open(str(tmp_store_path))
+    try:
+        async with kube.cluster() as cluster:
+            result = await execute(
+                Plan(steps=plan.steps[:1], validation=("pvcs-bound",)),
+                incident_id=None,
+                actor="cli",
+                cluster=cluster,
+                hosts=None,
+                store=store,
+                config=parse_config({"remediation": {"backup_dir": str(tmp_path / "b")}}),
+                on_event=ignore,
+            )
+    finally:
+        await store.close()
+    assert result.outcome == "succeeded", result.detail
+    assert seen_at_write == [(str(STS), "object"), ["01-monitoring_StatefulSet_prometheus.yaml"]]
+
+
+async def test_one_remediation_at_a_time_per_object(
+    kube_writes: Kube, tmp_store: Store, tmp_path: Path
+) -> None:
+    """Two plans touching the same StatefulSet, from two different incidents: while the first runs
+    (waiting for its pod), the second is refused by the store's target lock; afterwards it may run."""
+    kube, semantics = kube_writes
+    findings = seed_findings(kube)
+    first_plan = findings[0].plan
+    assert first_plan is not None
+    config = parse_config(
+        {"remediation": {"backup_dir": str(tmp_path / "b"), "wait_ready_timeout_seconds": 10}}
+    )
+    kubelet = Kubelet(kube, semantics, ready=False)
+    kubelet.watch("monitoring", "prometheus-0")
+    async with kube.cluster() as cluster, kubelet:
+        first = asyncio.create_task(
+            execute(
+                Plan(steps=first_plan.steps, validation=("pvcs-bound",)),
+                incident_id=None,
+                actor="U1",
+                cluster=cluster,
+                hosts=None,
+                store=tmp_store,
+                config=config,
+                on_event=ignore,
+                poll_interval_seconds=0.05,
+            )
+        )
+        for _ in range(200):  # until the first execution is waiting for its pod
+            if kubelet.recreated:
+                break
+            await asyncio.sleep(0.02)
+        assert kubelet.recreated
+        second = await execute(
+            Plan(steps=first_plan.steps[:1], validation=("pvcs-bound",)),
+            incident_id=None,
+            actor="U2",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            config=config,
+            on_event=ignore,
+        )
+        assert second.outcome == "refused"
+        assert second.detail == f"{STS} is locked by running execution {second.execution_id}"
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    # Cancelled half-way: the execution is recorded as failed and its locks are free again.
+    executions = await tmp_store.list_executions()
+    assert [(e.actor, e.status) for e in executions] == [("U1", "failed")]
+    assert "interrupted" in executions[0].detail
+    sts = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    assert sts is not None and "securityContext" in sts["spec"]["template"]["spec"]
