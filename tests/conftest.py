@@ -9,4 +9,5 @@ pytest_plugins: list[str] = [
     "tests.support.kube_writes",
     "tests.support.stackstubs",
     "tests.support.slack",
+    "tests.support.deploy",
 ]

@@ -1,4 +1,5 @@
-"""Helpers for the deploy/ tests: render the kustomize base, and decide what RBAC rules grant.
+"""Helpers for the deploy/ tests: render the kustomize base, decide what RBAC rules grant, and (as a
+pytest plugin) note which client made each request to the emulated API server.
 
 The RBAC part is pure and mirrors the API server's RBAC authorizer (`rbac/v1` PolicyRule semantics):
 a request is (verb, API group, resource, subresource, namespaced?) and a rule grants it when the verb,
@@ -11,13 +12,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp.web
+import kmock
+import pytest
 import yaml
+
+from tests.support.kube import ApiCall as RecordedCall
+from tests.support.kube import KubeHarness, describe_request
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -254,3 +261,60 @@ def unused_grants(calls: Iterable[ApiCall], bound: Sequence[BoundRules]) -> list
                 if probe not in scope_calls:
                     out.append(f"{b.binding}: grants unused {probe.spelled()}")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Which client made each request (plugin; registered in tests/conftest.py)
+# ---------------------------------------------------------------------------------------------
+#
+# tests/support/kube.py records every request the emulator serves, including the ones a test makes
+# itself with raw HTTP to check the emulator (a PUT, a dry-run DELETE). RBAC is about pitcrew's calls
+# only, and all of them go through the `kubernetes` client in bot/cluster.py, which identifies itself by
+# its User-Agent. So each `kube` harness gets one more middleware, first in line, that notes the
+# User-Agent beside the call; the RBAC test keeps the calls whose User-Agent is the one pitcrew's own
+# loop was seen using.
+
+
+@dataclass(frozen=True)
+class ClientCall:
+    call: RecordedCall
+    user_agent: str
+
+
+@dataclass
+class ClientCallLog:
+    calls: list[ClientCall] = field(default_factory=list)
+
+
+CLIENT_CALLS = pytest.StashKey[ClientCallLog]()
+
+
+def client_call_log(config: pytest.Config) -> ClientCallLog:
+    return config.stash.setdefault(CLIENT_CALLS, ClientCallLog())
+
+
+def _user_agent_recorder(log: ClientCallLog) -> Any:
+    async def note_user_agent(
+        request: kmock.Request, harness: KubeHarness
+    ) -> aiohttp.web.StreamResponse | None:
+        headers = {str(k).lower(): str(v) for k, v in dict(request.headers).items()}
+        log.calls.append(ClientCall(describe_request(request), headers.get("user-agent", "")))
+        return None  # never answers: the request goes on to the other middlewares and the emulator
+
+    return note_user_agent
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    value = yield
+    if isinstance(value, KubeHarness):
+        value.middlewares.insert(0, _user_agent_recorder(client_call_log(request.config)))
+    return value
+
+
+@pytest.fixture
+def kube_client_calls(pytestconfig: pytest.Config) -> ClientCallLog:
+    """Every request of the session to a `kube` harness so far, with the client's User-Agent."""
+    return client_call_log(pytestconfig)
