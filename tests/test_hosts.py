@@ -66,6 +66,10 @@ def _tree(root: Path) -> Path:
     return target
 
 
+def _in_home(name: str) -> bool:
+    return os.path.exists(os.path.join(os.path.expanduser("~"), name))
+
+
 def _owners(root: Path) -> dict[str, tuple[int, int, int]]:
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -140,7 +144,7 @@ async def test_quoting_keeps_odd_names_as_data(sshd_server: SshdServer) -> None:
     await hosts.chown("masternode", str(odd), uid=4242, gid=4242, recursive=False)
     assert os.lstat(odd).st_uid == 4242
     assert sorted(os.listdir(sshd_server.data_root)) == ["a b; touch pwned"]
-    assert not os.path.exists(os.path.expanduser("~/pwned"))  # the remote shell's working directory
+    assert not _in_home("pwned")  # the remote shell's working directory
 
 
 @pytest.mark.integration
