@@ -61,10 +61,10 @@ async def _slack_stub(request: web.Request) -> web.Response:
 
 
 def _webhook(i: int) -> dict[str, Any]:
-    labels = {"alertname": "KubeServiceWithoutEndpoints", "namespace": "monitoring", "endpoint": f"svc-{i}"}
+    labels = {"alertname": "KubeServiceNoEndpoints", "namespace": "monitoring", "endpoint": f"svc-{i}"}
     return {
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="KubeServiceWithoutEndpoints", endpoint="svc-{i}"}}',
+        "groupKey": f'{{}}:{{alertname="KubeServiceNoEndpoints", endpoint="svc-{i}"}}',
         "truncatedAlerts": 0,
         "status": "firing",
         "receiver": "pitcrew",

@@ -198,19 +198,24 @@ def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
                 ],
                 "alert_rule_test": [
                     # Not yet: every alert waits its `for`.
-                    {"eval_time": "3m", "alertname": "KubeServiceWithoutEndpoints", "exp_alerts": []},
+                    {"eval_time": "3m", "alertname": "KubeServiceNoEndpoints", "exp_alerts": []},
                     {"eval_time": "3m", "alertname": "PitcrewWebhooksRejected", "exp_alerts": []},
                     {"eval_time": "2m", "alertname": "PitcrewExecutionsFailed", "exp_alerts": []},
                     {
                         "eval_time": "10m",
-                        "alertname": "KubeServiceWithoutEndpoints",
+                        "alertname": "KubeServiceNoEndpoints",
                         "exp_alerts": [
                             _expected(
-                                "KubeServiceWithoutEndpoints", {"namespace": "monitoring", "endpoint": "loki"}
+                                "KubeServiceNoEndpoints",
+                                {"namespace": "monitoring", "endpoint": "loki", "service": "loki"},
                             ),
                             _expected(
-                                "KubeServiceWithoutEndpoints",
-                                {"namespace": "monitoring", "endpoint": "prometheus"},
+                                "KubeServiceNoEndpoints",
+                                {
+                                    "namespace": "monitoring",
+                                    "endpoint": "prometheus",
+                                    "service": "prometheus",
+                                },
                             ),
                         ],
                     },
@@ -270,3 +275,14 @@ def test_rules_use_only_metrics_pitcrew_registers() -> None:
     }
     missing = used - _registered_metric_names()
     assert not missing, f"rules use metrics no module in bot/ registers: {sorted(missing)}"
+
+
+def test_the_prevention_alert_is_one_pitcrew_diagnoses() -> None:
+    from handlers import service_no_endpoints
+
+    rule = _alert_rules()["KubeServiceNoEndpoints"]
+    assert rule["alert"] in service_no_endpoints.ALERTS
+    # The alert names the namespace (Alertmanager's route to pitcrew matches on it) and the Service, which
+    # pitcrew reads from the `service` label to focus its diagnosis.
+    assert "namespace" in re.findall(r"by \(([^)]*)\)", rule["expr"])[0]
+    assert '"service", "$1", "endpoint"' in rule["expr"]
