@@ -78,6 +78,7 @@ def deployment(rendered: list[dict[str, Any]]) -> Mapping[str, Any]:
 @pytest.fixture(scope="module")
 def container(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
     (main,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(main, Mapping)
     return main
 
 
@@ -96,7 +97,7 @@ def parse_as_model(obj: Mapping[str, Any]) -> Any:
     assert obj["apiVersion"] == api_version
     client = ApiClient()
     parsed = client.deserialize(json.dumps(obj), model, "application/json")
-    round_trip = _without_nulls(client.sanitize_for_serialization(parsed))
+    round_trip = _without_nulls(client.sanitize_for_serialization(parsed))  # type: ignore[no-untyped-call]
     assert round_trip == obj, f"{obj['kind']} {obj['metadata']['name']}: fields lost in parsing"
     return parsed
 

@@ -209,6 +209,7 @@ async def _run_loop(cluster: Cluster, store: Store, config: Config) -> None:
         timeout=90,
     )
     assert result.outcome in ("succeeded", "failed"), result.detail
+    assert result.execution_id is not None
     await validate([NAMESPACE], cluster=cluster, config=config, since=None)
     await rollback(
         result.execution_id, actor="rbac-test", cluster=cluster, hosts=None, store=store, on_event=on_event
