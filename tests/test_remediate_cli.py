@@ -19,6 +19,7 @@ from tests.support.kube_writes import SEED_BUNDLE, Kubelet, WriteSemantics, live
 from tests.support.stackstubs import Stack
 
 pytestmark = pytest.mark.integration
+REPO_ROOT = Path(__file__).resolve().parents[1]
 Kube = tuple[KubeHarness, WriteSemantics]
 
 
@@ -137,3 +138,49 @@ async def test_remediate_yes_then_history_then_rollback(
     assert await run(cli_history, "history", "-c", str(config)) == 0
     text = capsys.readouterr().out
     assert f"execution {execution['id']} by cli" in text and "rolled-back" in text
+
+
+async def test_interactive_mode_asks_before_each_step_on_a_terminal(
+    kube_writes: Kube, stack: Stack, tmp_path: Path
+) -> None:
+    """The seed's interactive mode: with a terminal on stdin (a pty here) and no --yes, each step is
+    confirmed; answering "n" stops the plan before that step."""
+    import os
+    import pty
+    import sys
+
+    kube, _ = kube_writes
+    config = write_config(tmp_path, kube, stack)
+    cm_before = live_object(kube, "ConfigMap", "loki-config", "monitoring")
+    assert cm_before is not None
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"y\nn\n")  # yes to the ConfigMap edit, no to the pod restart
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "remediate",
+            "-c",
+            str(config),
+            "-n",
+            "monitoring",
+            "--finding",
+            "loki-frontend-worker-all-in-one",
+            stdin=slave,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO_ROOT,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    text = out.decode()
+    assert proc.returncode == 1, text + err.decode()
+    assert "apply step 1 (edit-configmap monitoring/ConfigMap/loki-config)? [y/N]" in text
+    assert "apply step 2 (restart-pod monitoring/Pod/loki-0)? [y/N]" in text
+    assert "stopped before step 2: not confirmed" in text
+    cm_after = live_object(kube, "ConfigMap", "loki-config", "monitoring")
+    assert cm_after is not None and cm_after["data"] != cm_before["data"]
+    assert kube.count(verb="delete") == 0
