@@ -2,8 +2,8 @@
 
 Starts `pitcrew serve` with deploy/config.yaml (addresses and paths moved to loopback and a temp dir,
 the Kubernetes API and Slack's Web API answered by small local stand-ins), sends Alertmanager webhooks,
-lets the workers process them, then reads the process's resident memory from /proc/PID/status (VmRSS now,
-VmHWM the peak) and stops it with SIGTERM, timing the graceful shutdown.
+waits until the workers have processed them, then reads the process's resident memory from
+/proc/PID/status (VmRSS now, VmHWM the peak) and stops it with SIGTERM, timing the graceful shutdown.
 
     python3 deploy/measure_memory.py [--webhooks 200]
 
@@ -138,6 +138,26 @@ async def _wait_ready(http: ClientSession, base: str, proc: asyncio.subprocess.P
     return False
 
 
+def _pending(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("pitcrew_incidents{") and 'work_state="pending"' in line
+    )
+
+
+async def _wait_processed(http: ClientSession, base: str) -> str:
+    """/metrics once no incident is pending any more (at most ~120 s)."""
+    metrics = ""
+    for _ in range(240):
+        async with http.get(f"{base}/metrics") as resp:
+            metrics = await resp.text()
+        if _pending(metrics) == 0:
+            break
+        await asyncio.sleep(0.5)
+    return metrics
+
+
 async def measure(webhooks: int, tmp: str, stderr: IO[str]) -> int:
     stubs = web.Application()
     stubs.router.add_route("POST", "/slack/api/{method}", _slack_stub)
@@ -149,7 +169,7 @@ async def measure(webhooks: int, tmp: str, stderr: IO[str]) -> int:
     config_path, port = _write_config(tmp, stub_port)
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         "PITCREW_WEBHOOK_TOKEN": TOKEN,
         "SLACK_BOT_TOKEN": "xoxb-measure",
         "SLACK_SIGNING_SECRET": "measure-signing-secret",
@@ -172,9 +192,7 @@ async def measure(webhooks: int, tmp: str, stderr: IO[str]) -> int:
                 async with http.post(f"{base}/webhooks/alertmanager", data=body, headers=headers) as resp:
                     if resp.status != 200:
                         print(f"webhook {i}: HTTP {resp.status} {await resp.text()}", file=sys.stderr)
-            await asyncio.sleep(5.0)  # let the workers process the incidents
-            async with http.get(f"{base}/metrics") as resp:
-                metrics = await resp.text()
+            metrics = await _wait_processed(http, base)
             rss = _status_kib(proc.pid, "VmRSS")
             peak = _status_kib(proc.pid, "VmHWM")
         started = time.monotonic()
