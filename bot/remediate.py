@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -363,7 +364,10 @@ async def _write_backup_file(folder: Path, index: int, target: str, content: str
             data = json.loads(content)
         except ValueError:
             data = content
-        path.write_text(f"# pitcrew backup of {target}\n" + to_yaml(data))
+        # Owner-only: a backed-up object may carry values (env, config) not everyone should read.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"# pitcrew backup of {target}\n" + to_yaml(data))
 
     await asyncio.to_thread(write)
 
@@ -617,11 +621,10 @@ async def execute(
                         )
                     case HostCommandStep():
                         detail, backup_id = await _do_host(run, step, index, hosts, config, folder, undo)
-            except StepFailed as exc:
-                failure = f"step {index + 1} ({step.action} {step.target}) failed: {exc}"
-                await run.emit(
-                    index, step.action, "failed", str(exc), elapsed=time.monotonic() - step_started
-                )
+            except Exception as exc:  # StepFailed, or an adapter error (403, timeout...): the step failed
+                reason = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+                failure = f"step {index + 1} ({step.action} {step.target}) failed: {reason}"
+                await run.emit(index, step.action, "failed", reason, elapsed=time.monotonic() - step_started)
                 break
             await run.emit(
                 index,
@@ -638,14 +641,17 @@ async def execute(
         if failure is None or undo:
             namespaces = plan_namespaces(plan)
             await run.emit(-1, "validate", "started", f"validating {', '.join(namespaces) or 'the plan'}")
-            results = await validate(
-                namespaces,
-                cluster=cluster,
-                config=config,
-                since=started_wall,
-                checks=plan.validation or None,
-                focus=tuple(dict.fromkeys(s.target for s in plan.steps if s.target.namespace)),
-            )
+            try:
+                results = await validate(
+                    namespaces,
+                    cluster=cluster,
+                    config=config,
+                    since=started_wall,
+                    checks=plan.validation or None,
+                    focus=tuple(dict.fromkeys(s.target for s in plan.steps if s.target.namespace)),
+                )
+            except Exception as exc:  # e.g. a handler naming an unknown check: the fix is unproven
+                results = [CheckResult("validation", "fail", f"could not run: {type(exc).__name__}: {exc}")]
             checks = tuple(results)
             failed = [c for c in checks if c.status == "fail"]
             summary = ", ".join(f"{c.name}: {c.detail}" for c in failed)

@@ -155,3 +155,32 @@ async def test_one_remediation_at_a_time_per_object(
     assert "interrupted" in executions[0].detail
     sts = live_object(kube, "StatefulSet", "prometheus", "monitoring")
     assert sts is not None and "securityContext" in sts["spec"]["template"]["spec"]
+
+
+async def test_api_refusal_fails_the_step_cleanly_and_backup_files_are_private(
+    kube_writes: Kube, tmp_store: Store, tmp_path: Path
+) -> None:
+    """A 403 from the API server (RBAC without patch) is a failed step with the reason, not a crash;
+    the backup taken before it stays, readable by its owner only."""
+    kube, _ = kube_writes
+    kube.forbid("statefulsets", verb="patch")
+    async with kube.cluster() as cluster:
+        result = await execute(
+            seed_findings(kube),
+            incident_id=None,
+            actor="cli",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            config=parse_config(
+                {"remediation": {"backup_dir": str(tmp_path / "b"), "rollback_on_failure": True}}
+            ),
+            on_event=ignore,
+        )
+    assert result.outcome == "failed"
+    assert "step 1 (patch monitoring/StatefulSet/prometheus) failed: patch of" in result.detail
+    assert "forbidden" in result.detail
+    assert kube.count(verb="delete") == 0
+    (backup_file,) = list((tmp_path / "b").rglob("*.yaml"))
+    assert backup_file.stat().st_mode & 0o777 == 0o600
+    assert backup_file.parent.stat().st_mode & 0o777 == 0o700
