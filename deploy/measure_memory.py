@@ -1,11 +1,12 @@
 """Measure pitcrew's memory the way deploy/deployment.yaml's requests and limits were sized.
 
 Starts `pitcrew serve` with deploy/config.yaml (addresses and paths moved to loopback and a temp dir,
-the Kubernetes API and Slack's Web API answered by small local stand-ins), sends Alertmanager webhooks,
-waits until the workers have processed them, then reads the process's resident memory from
-/proc/PID/status (VmRSS now, VmHWM the peak) and stops it with SIGTERM, timing the graceful shutdown.
+the Kubernetes API serving a diagnostic bundle (the seed incident) and Slack's Web API answered by small
+local stand-ins), sends Alertmanager webhooks, waits until the workers have processed them, then reads
+the process's resident memory from /proc/PID/status (VmRSS now, VmHWM the peak) and stops it with
+SIGTERM, timing the graceful shutdown.
 
-    python3 deploy/measure_memory.py [--webhooks 200]
+    python3 deploy/measure_memory.py [--webhooks 200] [--bundle examples/seed-incident]
 
 Loopback only; every wait is bounded. Prints one line per figure.
 """
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,15 +41,51 @@ def _free_port() -> int:
         return port
 
 
-async def _kube_stub(request: web.Request) -> web.Response:
-    # An empty cluster: every list is empty, every object is absent.
-    parts = [p for p in request.path.split("/") if p]
-    is_list = len(parts) in (3, 5) or (parts[:1] == ["apis"] and len(parts) in (4, 6))
-    if request.method == "GET" and is_list:
-        return web.json_response({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []})
-    return web.json_response(
-        {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, status=404
-    )
+_PLURALS = {
+    "Endpoints": "endpoints",
+    "StorageClass": "storageclasses",
+    "EndpointSlice": "endpointslices",
+}
+
+
+class KubeStub:
+    """The Kubernetes API of a diagnostic bundle (the seed incident by default), read-only: lists per
+    namespace and kind, objects by name, pod logs; everything else is a 404."""
+
+    def __init__(self, bundle: Path) -> None:
+        from bot.snapshot import read_bundle_raw  # pitcrew's own bundle reader
+
+        raw = read_bundle_raw(bundle)
+        self.objects: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        for _, obj in raw.objects:
+            kind = str(obj["kind"])
+            plural = _PLURALS.get(kind, kind.lower() + "s")
+            namespace = str(obj.get("metadata", {}).get("namespace") or "")
+            self.objects.setdefault((namespace, plural), []).append(obj)
+        self.logs = {
+            (k.namespace, k.pod, k.container, k.previous): "\n".join(v) + "\n" for k, v in raw.logs.items()
+        }
+
+    async def handle(self, request: web.Request) -> web.Response:
+        parts = [p for p in request.path.split("/") if p]
+        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+        namespace = ""
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if request.method == "GET" and len(rest) == 1:
+            items = self.objects.get((namespace, rest[0]), [])
+            return web.json_response({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items})
+        if request.method == "GET" and len(rest) == 3 and rest[0] == "pods" and rest[2] == "log":
+            previous = request.query.get("previous") in ("true", "True", "1")
+            key = (namespace, rest[1], request.query.get("container", ""), previous)
+            if key in self.logs:
+                return web.Response(text=self.logs[key])
+        if request.method == "GET" and len(rest) == 2:
+            for obj in self.objects.get((namespace, rest[0]), []):
+                if obj.get("metadata", {}).get("name") == rest[1]:
+                    return web.json_response(obj)
+        status = {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+        return web.json_response(status, status=404)
 
 
 async def _slack_stub(request: web.Request) -> web.Response:
@@ -158,10 +196,11 @@ async def _wait_processed(http: ClientSession, base: str) -> str:
     return metrics
 
 
-async def measure(webhooks: int, tmp: str, stderr: IO[str]) -> int:
+async def measure(webhooks: int, bundle: Path, tmp: str, stderr: IO[str]) -> int:
+    kube = KubeStub(bundle)
     stubs = web.Application()
     stubs.router.add_route("POST", "/slack/api/{method}", _slack_stub)
-    stubs.router.add_route("*", "/{tail:.*}", _kube_stub)
+    stubs.router.add_route("*", "/{tail:.*}", kube.handle)
     runner = web.AppRunner(stubs)
     await runner.setup()
     stub_port = _free_port()
@@ -220,12 +259,16 @@ async def measure(webhooks: int, tmp: str, stderr: IO[str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--webhooks", type=int, default=200)
+    parser.add_argument(
+        "--bundle", type=Path, default=REPO / "examples" / "seed-incident", help="cluster to serve"
+    )
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))  # run as a script from anywhere: pitcrew's own modules (bundle reader)
     with (
         tempfile.TemporaryDirectory(prefix="pitcrew-measure-") as tmp,
         Path(tmp, "stderr.log").open("w") as stderr,
     ):
-        return asyncio.run(measure(args.webhooks, tmp, stderr))
+        return asyncio.run(measure(args.webhooks, args.bundle, tmp, stderr))
 
 
 if __name__ == "__main__":
