@@ -57,6 +57,7 @@ from bot.yamldiff import to_yaml, unified_yaml_diff
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.hosts import Hosts
+    from bot.metrics import Counter, MetricsRegistry
     from bot.store import Backup, Store
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,23 @@ class ExecutionResult:
 # ---------------------------------------------------------------------------------------------
 # Plans and targets
 # ---------------------------------------------------------------------------------------------
+
+
+def execution_counter(registry: MetricsRegistry) -> Counter:
+    """`pitcrew_executions_total{namespace, outcome}`: one count per namespace a plan touched."""
+    return registry.counter(
+        "pitcrew_executions_total",
+        "Remediation executions by namespace and outcome (succeeded, failed, rolled-back, refused).",
+        ["namespace", "outcome"],
+    )
+
+
+def _count_execution(metrics: MetricsRegistry | None, plan: Plan, outcome: Outcome) -> None:
+    if metrics is None:
+        return
+    counter = execution_counter(metrics)
+    for namespace in plan_namespaces(plan) or ("",):
+        counter.inc(namespace=namespace, outcome=outcome)
 
 
 def plan_of(findings_or_plan: Plan | Sequence[Finding]) -> Plan:
@@ -571,12 +589,14 @@ async def execute(
     on_event: EventSink,
     confirm: Confirm | None = None,
     poll_interval_seconds: float = POLL_INTERVAL_SECONDS,
+    metrics: MetricsRegistry | None = None,
 ) -> ExecutionResult:
     """Run the plan: backups, steps, validation, and rollback on failure when configured.
 
     `actor` is who approved (a Slack user) or `cli`. `confirm`, when given, is asked before each step
     (the CLI's interactive mode); a refusal stops the plan. Returns outcome `refused` without
     changing anything if the store refuses the execution (incident already executed, target locked).
+    With `metrics` (the app's registry) the outcome is counted in `pitcrew_executions_total`.
     """
     plan = plan_of(findings_or_plan)
     if not plan.steps:
@@ -586,6 +606,7 @@ async def execute(
         execution = await store.start_execution(incident_id, actor, targets, json.dumps(plan_to_json(plan)))
     except ExecutionConflict as exc:
         await store.audit(actor, "execution refused", incident_id=incident_id, detail=exc.reason)
+        _count_execution(metrics, plan, "refused")
         return ExecutionResult(execution_id=exc.execution_id, outcome="refused", detail=exc.reason)
 
     run = _Run(
@@ -683,8 +704,10 @@ async def execute(
     except BaseException as exc:
         # Cancelled or crashed half-way: record it so the target locks are freed and the log says why.
         await _finish(run, store, incident_id, "failed", f"execution interrupted: {exc!r}")
+        _count_execution(metrics, plan, "failed")
         raise
     await _finish(run, store, incident_id, outcome, detail)
+    _count_execution(metrics, plan, outcome)
     return ExecutionResult(
         execution_id=execution.id,
         outcome=outcome,

@@ -31,7 +31,8 @@ from bot.model import (
     WaitReadyStep,
     WorkState,
 )
-from bot.remediate import DryRunFailed, dry_run, execute, rollback
+from bot.metrics import MetricsRegistry
+from bot.remediate import DryRunFailed, dry_run, execute, execution_counter, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import Kubelet, WriteSemantics, live_object
@@ -510,6 +511,7 @@ async def test_double_execution_on_one_incident_runs_exactly_once(
     )
     incident_id = await new_incident(tmp_store)
     config = make_config(tmp_path, None)
+    metrics = MetricsRegistry()
     async with kube.cluster() as cluster:
         results = await asyncio.gather(
             *(
@@ -522,6 +524,7 @@ async def test_double_execution_on_one_incident_runs_exactly_once(
                     store=tmp_store,
                     config=config,
                     on_event=Events(),
+                    metrics=metrics,
                 )
                 for n in range(5)
             )
@@ -532,6 +535,9 @@ async def test_double_execution_on_one_incident_runs_exactly_once(
     assert all(f"incident {incident_id} already has execution" in r.detail for r in refused)
     assert kube.count(verb="patch", resource="statefulsets", dry_run=False) == 1
     assert len(await tmp_store.list_executions(incident_id)) == 1
+    counter = execution_counter(metrics)
+    assert counter.value(namespace="monitoring", outcome="succeeded") == 1
+    assert counter.value(namespace="monitoring", outcome="refused") == 4
 
 
 async def test_live_diagnosis_plans_are_executed_end_to_end(
