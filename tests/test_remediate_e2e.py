@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from bot.config import Config, parse_config
+from bot.metrics import MetricsRegistry
 from bot.model import (
     EditConfigMapStep,
     Finding,
@@ -31,7 +32,6 @@ from bot.model import (
     WaitReadyStep,
     WorkState,
 )
-from bot.metrics import MetricsRegistry
 from bot.remediate import DryRunFailed, dry_run, execute, execution_counter, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
