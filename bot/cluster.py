@@ -46,6 +46,7 @@ from bot.evidence import (
     Scope,
     StorageClass,
     Workload,
+    paused_gc,
 )
 from bot.k8s_objects import ObjectError, ParsedObject, build_evidence, parse_object
 from bot.model import ObjectRef
@@ -386,8 +387,8 @@ class Cluster:
         ]
         await asyncio.gather(*calls)
 
-        objects = self._parse_all(raw, errors)
-        objects = _keep_relevant(objects)
+        with paused_gc():
+            objects = _keep_relevant(self._parse_all(raw, errors))
         logs = await self._collect_logs([o for o in objects if isinstance(o, Pod)], errors)
         return build_evidence(
             objects,

@@ -23,7 +23,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from bot.evidence import Evidence, Scope
+from bot.evidence import Evidence, Scope, paused_gc
 from bot.model import (
     Alert,
     EditConfigMapStep,
@@ -140,7 +140,13 @@ def diagnose(
     settings: Settings | None = None,
     handlers: Sequence[ModuleType] = HANDLERS,
 ) -> Diagnosis:
-    settings = settings or Settings()
+    with paused_gc():
+        return _diagnose(evidence, alerts, settings or Settings(), handlers)
+
+
+def _diagnose(
+    evidence: Evidence, alerts: Sequence[Alert], settings: Settings, handlers: Sequence[ModuleType]
+) -> Diagnosis:
     findings: list[Finding] = []
     errors: list[str] = []
     for handler in handlers:

@@ -46,6 +46,7 @@ from bot.evidence import (
     VolumeMount,
     Workload,
     freeze,
+    thaw,
 )
 from bot.model import ObjectRef
 
@@ -92,10 +93,10 @@ class ObjectError(ValueError):
 
 
 def _map(d: Any, key: str) -> Mapping[str, Any]:
-    v = d.get(key) if isinstance(d, Mapping) else None
+    v = d.get(key) if type(d) is dict or isinstance(d, Mapping) else None
     if v is None:
         return EMPTY
-    if not isinstance(v, Mapping):
+    if type(v) is not dict and not isinstance(v, Mapping):
         raise ObjectError(f"{key}: expected a mapping, got {type(v).__name__}")
     return v
 
@@ -104,6 +105,8 @@ def _list(d: Mapping[str, Any], key: str) -> list[Any]:
     v = d.get(key)
     if v is None:
         return []
+    if type(v) is list:
+        return v
     if not isinstance(v, list | tuple):
         raise ObjectError(f"{key}: expected a list, got {type(v).__name__}")
     return list(v)
@@ -113,6 +116,8 @@ def _str(d: Mapping[str, Any], key: str, default: str = "") -> str:
     v = d.get(key)
     if v is None:
         return default
+    if type(v) is str:
+        return v
     if isinstance(v, bool | dict | list):
         raise ObjectError(f"{key}: expected a string, got {type(v).__name__}")
     return str(v)
@@ -622,33 +627,35 @@ def parse_object(obj: Mapping[str, Any], *, default_kind: str = "") -> ParsedObj
     kind = str(obj.get("kind") or default_kind)
     if kind not in KINDS:
         return None
-    raw = cast(Mapping[str, Any], freeze(dict(obj) if not isinstance(obj, dict) else obj))
-    if "kind" not in raw:
-        raw = MappingProxyType({"kind": kind, **raw})
+    # Parse from the plain dict (fast); keep it as the read-only raw form (no copy: we own it now).
+    d: dict[str, Any] = obj if type(obj) is dict else thaw(obj)
+    if "kind" not in d:
+        d = {"kind": kind, **d}
+    raw = cast(Mapping[str, Any], freeze(d))
     try:
         match kind:
             case "Pod":
-                return _pod(raw, raw)
+                return _pod(d, raw)
             case "Event":
-                return _event(raw, raw)
+                return _event(d, raw)
             case "Service":
-                return _service(raw, raw)
+                return _service(d, raw)
             case "Endpoints":
-                return _endpoints(raw, raw)
+                return _endpoints(d, raw)
             case "EndpointSlice":
-                return _endpoint_slice(raw, raw)
+                return _endpoint_slice(d, raw)
             case "StatefulSet" | "Deployment" | "DaemonSet" | "ReplicaSet":
-                return _workload(kind, raw, raw)
+                return _workload(kind, d, raw)
             case "ConfigMap":
-                return _configmap(raw, raw)
+                return _configmap(d, raw)
             case "PersistentVolumeClaim":
-                return _pvc(raw, raw)
+                return _pvc(d, raw)
             case "PersistentVolume":
-                return _pv(raw, raw)
+                return _pv(d, raw)
             case "Node":
-                return _node(raw, raw)
+                return _node(d, raw)
             case "StorageClass":
-                return _storage_class(raw, raw)
+                return _storage_class(d, raw)
     except ObjectError as exc:
         meta = _map(obj, "metadata")
         where = "/".join(

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from bot.evidence import Evidence, HostFacts, LogKey, thaw
+from bot.evidence import Evidence, HostFacts, LogKey, paused_gc, thaw
 from bot.k8s_objects import (
     ObjectError,
     ParsedObject,
@@ -143,6 +143,11 @@ def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
 
 def read_bundle(directory: str | os.PathLike[str], *, namespaces: Iterable[str] = ()) -> Evidence:
     """A bundle as Evidence (offline cluster). `namespaces` narrows it; empty means all it holds."""
+    with paused_gc():
+        return _read_bundle(directory, namespaces)
+
+
+def _read_bundle(directory: str | os.PathLike[str], namespaces: Iterable[str]) -> Evidence:
     raw = read_bundle_raw(directory)
     wanted = set(namespaces)
     parsed: list[ParsedObject] = []
