@@ -88,7 +88,7 @@ def test_unreadable_files_name_the_file(tmp_path: Path, name: str, content: str,
 def test_bad_host_facts_and_log_layout(tmp_path: Path) -> None:
     (tmp_path / "hosts").mkdir()
     (tmp_path / "hosts" / "h.yaml").write_text("paths:\n- {uid: 1}\n")
-    with pytest.raises(BundleError, match="h.yaml: paths\\[0\\]"):
+    with pytest.raises(BundleError, match=r"h\.yaml: paths\[0\]"):
         read_bundle(tmp_path)
     (tmp_path / "hosts" / "h.yaml").write_text("paths:\n- {path: /x, mode: rwx}\n")
     with pytest.raises(BundleError, match="octal"):
