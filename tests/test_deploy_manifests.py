@@ -339,3 +339,22 @@ def test_a_broken_kustomization_fails_to_render(tmp_path: Path) -> None:
     (copy / "service.yaml").unlink()
     with pytest.raises(RuntimeError, match=r"service\.yaml"):
         render(copy)
+
+
+def test_the_commented_examples_in_config_are_valid_when_uncommented(
+    config_text: str, tmp_path: Path
+) -> None:
+    # Lines like "# hosts:" / "#   - name: node-1" / "  # app_token_env: X" are examples to uncomment.
+    example_line = re.compile(r"^(\s*)# ?(\s*(?:[a-z_]+:(?:\s.*)?|- .*))$")
+    lines = []
+    for line in config_text.splitlines():
+        match = example_line.match(line)
+        lines.append(match[1] + match[2] if match else line)
+    uncommented = "\n".join(lines) + "\n"
+    for section in ("hosts:", "alertmanager:", "schedules:", "  app_token_env:", "  grafana_token_env:"):
+        assert f"\n{section}" in uncommented, section
+    path = tmp_path / "config.yaml"
+    path.write_text(uncommented)
+    config = load_config(path, env={name: "x" for name in secret_env_names(uncommented)})
+    assert config.hosts[0].client_key_file.startswith("/etc/pitcrew/ssh/")
+    assert config.schedules and config.alertmanager.url
