@@ -359,6 +359,8 @@ class ScheduleConfig:
             from bot.schedule import cron_problems
 
             problems.extend(cron_problems(self.cron, self.timezone))
+        if not self.namespaces:
+            problems.append("namespaces: list at least one namespace to summarize")
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):

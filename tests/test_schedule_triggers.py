@@ -160,3 +160,17 @@ def test_scheduler_refuses_a_bad_schedule_with_the_field_named() -> None:
     bad = type(schedule("0 9 * * *"))(name="b", cron="0 9 * *")  # type: ignore[call-arg]
     with pytest.raises(ScheduleConfigError, match=r"schedules\[0\]\.cron: invalid crontab expression"):
         SummaryScheduler(SummaryDeps(config=config), [bad])
+
+
+def test_schedule_needs_namespaces_and_a_valid_cron_in_the_config() -> None:
+    from bot.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {"schedules": [{"name": "s", "cron": "0 9 * * 8", "namespaces": []}]},
+            env={},
+        )
+    assert info.value.problems == [
+        "schedules[0].cron: invalid crontab expression '0 9 * * 8': day of week '8' is not 0-7 or sun..sat",
+        "schedules[0].namespaces: list at least one namespace to summarize",
+    ]
