@@ -542,16 +542,11 @@ def summarize(
             for problem in ns_health.problems:
                 incident = _matching_incident(problem, in_scope)
                 if incident is not None:
-                    problem = Problem(
-                        kind=problem.kind,
-                        namespace=problem.namespace,
-                        detail=problem.detail,
-                        object=problem.object,
-                        incident_id=incident.id,
-                        link=_link(incident.id, messages),
+                    problem = dataclasses.replace(
+                        problem, incident_id=incident.id, link=_link(incident.id, messages)
                     )
                 linked.append(problem)
-            health.append(_replace_problems(ns_health, tuple(linked)))
+            health.append(dataclasses.replace(ns_health, problems=tuple(linked)))
             if ns_health.readable:
                 counts.update(ns_counts)
             elif previous is not None:
@@ -573,7 +568,8 @@ def summarize(
     )
     still_open = tuple(_incident_line(i, messages) for i in by_newest if i.status == IncidentStatus.FIRING)
 
-    incident_ids = {i.id for i in in_scope}
+    # An execution about an incident of other namespaces is not this summary's business.
+    elsewhere = {i.id for i in incidents if not incident_in_scope(i, scope)}
     remediations = tuple(
         RemediationLine(
             execution_id=e.id,
@@ -588,7 +584,7 @@ def summarize(
         )
         for e in sorted(executions, key=lambda e: -e.started_at)
         if (e.started_at >= since or (e.finished_at or 0) >= since or e.status == "running")
-        and (e.incident_id is None or e.incident_id in incident_ids or not incidents)
+        and e.incident_id not in elsewhere
         and _targets_in_scope(e.targets, scope)
     )
 
@@ -626,22 +622,6 @@ def _targets_in_scope(targets: Sequence[str], namespaces: Sequence[str]) -> bool
         if ref.namespace is None or ref.namespace in namespaces:
             return True
     return False
-
-
-def _replace_problems(health: NamespaceHealth, problems: tuple[Problem, ...]) -> NamespaceHealth:
-    return NamespaceHealth(
-        namespace=health.namespace,
-        readable=health.readable,
-        pods_ready=health.pods_ready,
-        pods_total=health.pods_total,
-        not_ready_pods=health.not_ready_pods,
-        restarted=health.restarted,
-        restarted_omitted=health.restarted_omitted,
-        workloads_not_ready=health.workloads_not_ready,
-        services_without_endpoints=health.services_without_endpoints,
-        pvcs_not_bound=health.pvcs_not_bound,
-        problems=problems,
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -233,11 +233,12 @@ def test_remediations_in_the_window_with_their_outcome() -> None:
         execution(2, None, status="rolled-back", started_at=since + 200),
         execution(3, 2, status="failed", started_at=since - 7200),  # before the window
         execution(4, 2, status="running", started_at=since - 50),  # still running: shown
+        execution(5, 9, status="succeeded", started_at=since + 300),  # another team's incident
     ]
     summary = summary_of(
         healthy_namespace(),
         previous=SummaryState(at=since),
-        incidents=[incident(2, created_at=since + 50)],
+        incidents=[incident(2, created_at=since + 50), incident(9, namespace="payments")],
         executions=executions,
         slack_messages={2: ("C1", "1.2")},
     )
