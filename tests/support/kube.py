@@ -19,7 +19,9 @@ Extending the emulator (hook point): `kube.middlewares` is an ordered list of
 Each runs before the emulator touches its store (so a dry run or a failed JSON Patch `test` can answer
 without the change being applied); the first one returning a response answers the request, or one can
 raise `kmock.KubernetesError(status=..., reason=..., message=...)` to answer with a Kubernetes Status.
-Returning None passes the request on. Built in: the pod log middleware (serves `kube.logs`) and
+Returning None passes the request on. To only watch requests (e.g. note the User-Agent), append a
+`def observer(call: ApiCall, request: kmock.Request | None) -> None` to `kube.observers`: observers
+see every request, before any middleware (a 403 from `forbid`, a dry run) can answer it. Built in: the pod log middleware (serves `kube.logs`) and
 `kube.forbid(...)` (answers 403 for a verb/resource/namespace). `tests/support/kube_writes.py` (the
 remediation engineer's) adds dry-run, JSON Patch `test` and resourceVersion-conflict middlewares.
 Seeded objects get `metadata.resourceVersion` "1" and a uid when they have none.
@@ -135,7 +137,7 @@ class RecordingEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         harness = self.harness
         if harness is not None:
-            harness.record(describe_request(request))
+            harness.record(describe_request(request), request)
             for middleware in list(harness.middlewares):
                 response = await middleware(request, harness)
                 if response is not None:
@@ -167,6 +169,8 @@ class KubeHarness:
         self.calls: list[ApiCall] = []
         self.logs: dict[tuple[str, str, str, bool], list[str]] = {}
         self.middlewares: list[Middleware] = [serve_version, serve_pod_logs]
+        # Called for every request before any middleware can answer it (see the module docstring).
+        self.observers: list[Callable[[ApiCall, kmock.Request | None], None]] = []
         self._session = session
         self.kubeconfig = workdir / "kubeconfig.yaml"
         self.kubeconfig.write_text(
@@ -190,10 +194,12 @@ class KubeHarness:
 
     # -- recording ------------------------------------------------------------------------------
 
-    def record(self, call: ApiCall) -> None:
+    def record(self, call: ApiCall, request: kmock.Request | None = None) -> None:
         self.calls.append(call)
         if self._session is not None:
             self._session.add(call)
+        for observe in list(self.observers):
+            observe(call, request)
 
     def count(self, **match: str) -> int:
         return sum(1 for c in self.calls if all(getattr(c, k) == v for k, v in match.items()))
