@@ -21,7 +21,8 @@ without the change being applied); the first one returning a response answers th
 raise `kmock.KubernetesError(status=..., reason=..., message=...)` to answer with a Kubernetes Status.
 Returning None passes the request on. To only watch requests (e.g. note the User-Agent), append a
 `def observer(call: ApiCall, request: kmock.Request | None) -> None` to `kube.observers`: observers
-see every request, before any middleware (a 403 from `forbid`, a dry run) can answer it. Built in: the pod log middleware (serves `kube.logs`) and
+see every request, before any middleware (a 403 from `forbid`, a dry run) can answer it.
+Built in: the pod log middleware (serves `kube.logs`) and
 `kube.forbid(...)` (answers 403 for a verb/resource/namespace). `tests/support/kube_writes.py` (the
 remediation engineer's) adds dry-run, JSON Patch `test` and resourceVersion-conflict middlewares.
 Seeded objects get `metadata.resourceVersion` "1" and a uid when they have none.
