@@ -1,6 +1,6 @@
 """Builders for the schedule/summary tests: Kubernetes objects as the API server returns them (plain
 dicts, seeded into the kmock emulator or parsed into Evidence), whole healthy or degraded namespaces,
-and store rows (incidents through the real webhook intake, executions through the real API).
+and store rows as the store returns them (`Incident`, `Execution`) for the pure summary tests.
 
     objs = healthy_namespace("monitoring")            # StatefulSets, pods, Services, Endpoints, PVCs
     evidence = evidence_of(objs, ["monitoring"])      # the same parser the live collector uses
