@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp.web
 import kmock
 import pytest
 import yaml
 
 from tests.support.kube import ApiCall as RecordedCall
-from tests.support.kube import KubeHarness, describe_request
+from tests.support.kube import KubeHarness
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -270,9 +269,9 @@ def unused_grants(calls: Iterable[ApiCall], bound: Sequence[BoundRules]) -> list
 # tests/support/kube.py records every request the emulator serves, including the ones a test makes
 # itself with raw HTTP to check the emulator (a PUT, a dry-run DELETE). RBAC is about pitcrew's calls
 # only, and all of them go through the `kubernetes` client in bot/cluster.py, which identifies itself by
-# its User-Agent. So each `kube` harness gets one more middleware, first in line, that notes the
-# User-Agent beside the call; the RBAC test keeps the calls whose User-Agent is the one pitcrew's own
-# loop was seen using.
+# its User-Agent. So each `kube` harness gets an observer (kube.py's hook that sees every request, before
+# any middleware can answer it) noting the User-Agent beside the call; the RBAC test keeps the calls whose
+# User-Agent is the one pitcrew's own loop was seen using.
 
 
 @dataclass(frozen=True)
@@ -293,13 +292,12 @@ def client_call_log(config: pytest.Config) -> ClientCallLog:
     return config.stash.setdefault(CLIENT_CALLS, ClientCallLog())
 
 
-def _user_agent_recorder(log: ClientCallLog) -> Any:
-    async def note_user_agent(
-        request: kmock.Request, harness: KubeHarness
-    ) -> aiohttp.web.StreamResponse | None:
-        headers = {str(k).lower(): str(v) for k, v in dict(request.headers).items()}
-        log.calls.append(ClientCall(describe_request(request), headers.get("user-agent", "")))
-        return None  # never answers: the request goes on to the other middlewares and the emulator
+def _user_agent_observer(log: ClientCallLog) -> Callable[[RecordedCall, kmock.Request | None], None]:
+    def note_user_agent(call: RecordedCall, request: kmock.Request | None) -> None:
+        headers = (
+            {} if request is None else {str(k).lower(): str(v) for k, v in dict(request.headers).items()}
+        )
+        log.calls.append(ClientCall(call, headers.get("user-agent", "")))
 
     return note_user_agent
 
@@ -310,7 +308,7 @@ def pytest_fixture_setup(
 ) -> Generator[None, Any, Any]:
     value = yield
     if isinstance(value, KubeHarness):
-        value.middlewares.insert(0, _user_agent_recorder(client_call_log(request.config)))
+        value.observers.append(_user_agent_observer(client_call_log(request.config)))
     return value
 
 
