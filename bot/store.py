@@ -517,8 +517,21 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; rolled back entirely if anything inside raises."""
+        """One transaction; rolled back entirely if anything inside raises.
+
+        Inside an open transaction (a batch, see record_webhooks) it is a savepoint instead: the
+        unit is still all-or-nothing, and becomes durable with the batch's commit."""
         conn = self._conn
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT unit")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                raise
+            conn.execute("RELEASE unit")
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -528,6 +541,23 @@ class Store:
         conn.execute("COMMIT")
 
     # -- intake ---------------------------------------------------------------------------------
+
+    async def record_webhooks(self, payloads: Sequence[WebhookPayload]) -> list[IntakeResult | Exception]:
+        """Group commit (added by intake for throughput): several notifications in one thread hop and
+        one transaction. Each payload is all-or-nothing (a savepoint): its slot holds its result or
+        the exception that rolled it back. Everything returned as a result is committed when this
+        returns; if the commit itself fails, this raises and nothing of the batch is stored."""
+        return await self._run(self._record_webhooks, list(payloads))
+
+    def _record_webhooks(self, payloads: list[WebhookPayload]) -> list[IntakeResult | Exception]:
+        results: list[IntakeResult | Exception] = []
+        with self._write():
+            for payload in payloads:
+                try:
+                    results.append(self._record_webhook(payload))
+                except Exception as exc:  # this payload rolled back to its savepoint; the others stand
+                    results.append(exc)
+        return results
 
     async def record_webhook(self, payload: WebhookPayload) -> IntakeResult:
         """Store one Alertmanager notification, all or nothing; re-deliveries change nothing."""
