@@ -2,9 +2,10 @@
 handler that answers 200 without work, in the same run, on loopback.
 
     python -m bench.intake [--concurrency 32] [--duration 10] [--rate 500] [--rate-duration 10]
-                           [--synchronous normal|full]
+                           [--rounds 5] [--synchronous normal|full]
 
-Each server runs in its own process; this process is the client. Two measurements per server:
+Each server runs in its own process; this process is the client. Both servers run throughout and
+the measurement rounds alternate between them. Two measurements per server:
 1. closed loop: `concurrency` clients post back to back for `duration` s -> throughput, p50/p99;
 2. open loop: `rate` requests/s on a fixed schedule for `rate-duration` s -> p50/p99, latency
    measured from the scheduled send time (so a stall is not hidden by the client waiting).
@@ -28,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
 from aiohttp import web
@@ -271,6 +272,18 @@ def line(name: str, result: Result) -> str:
     )
 
 
+def _merge(parts: list[Result]) -> Result:
+    merged = Result(0, 0, 0, 0.0, [], [])
+    for part in parts:
+        merged.sent += part.sent
+        merged.ok += part.ok
+        merged.errors += part.errors
+        merged.seconds += part.seconds
+        merged.latencies += part.latencies
+        merged.acked += part.acked
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -279,40 +292,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--rate-duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=5, help="alternate servers this many times")
     parser.add_argument("--synchronous", choices=("normal", "full"), default="normal")
     args = parser.parse_args(argv)
 
+    names = ("bare", "pitcrew")
+    closed: dict[str, list[Result]] = {n: [] for n in names}
+    fixed: dict[str, list[Result]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="pitcrew-bench-") as tmp:
         db = Path(tmp) / "pitcrew.db"
-        results: dict[str, dict[str, Any]] = {}
-        acked: set[str] = set()
         counter = itertools.count()
-        servers: dict[str, Callable[[], Awaitable[web.Application]]] = {
-            "bare": _bare_app,
-            "pitcrew": _PitcrewApp(str(db), str(Path(tmp) / "pitcrew.log"), args.synchronous),
-        }
-        for name, make_app in servers.items():
-            with Server(make_app) as url:
+        pitcrew = _PitcrewApp(str(db), str(Path(tmp) / "pitcrew.log"), args.synchronous)
+        # Both servers run for the whole benchmark and the rounds alternate between them, so load
+        # from anything else on the machine falls on both alike.
+        with Server(_bare_app) as bare_url, Server(pitcrew) as pitcrew_url:
+            urls = {"bare": bare_url, "pitcrew": pitcrew_url}
+            for url in urls.values():
                 asyncio.run(warm_up(url, counter))
-                closed = asyncio.run(closed_loop(url, args.concurrency, args.duration, counter))
-                fixed = asyncio.run(open_loop(url, args.rate, args.rate_duration, counter))
-            results[name] = {"closed": closed, "fixed": fixed}
-            if name == "pitcrew":
-                acked = set(closed.acked) | set(fixed.acked)
+            for _ in range(args.rounds):
+                for name, url in urls.items():
+                    closed[name].append(
+                        asyncio.run(closed_loop(url, args.concurrency, args.duration / args.rounds, counter))
+                    )
+            for _ in range(args.rounds):
+                for name, url in urls.items():
+                    fixed[name].append(
+                        asyncio.run(open_loop(url, args.rate, args.rate_duration / args.rounds, counter))
+                    )
+        results = {n: {"closed": _merge(closed[n]), "fixed": _merge(fixed[n])} for n in names}
+        acked = set(results["pitcrew"]["closed"].acked) | set(results["pitcrew"]["fixed"].acked)
         found, total = durable(db, acked)
 
     print(
-        f"intake benchmark: loopback, concurrency {args.concurrency} for {args.duration:.0f} s;"
-        f" store synchronous={args.synchronous}"
+        f"intake benchmark: loopback, concurrency {args.concurrency}, {args.duration:.0f} s per server"
+        f" in {args.rounds} alternating rounds; store synchronous={args.synchronous}"
     )
-    for name in servers:
+    for name in names:
         print(line(name, results[name]["closed"]))
     ratio = results["pitcrew"]["closed"].throughput / max(results["bare"]["closed"].throughput, 1e-9)
     print(f"ratio    pitcrew / bare throughput = {ratio:.0%}  (goal >= 40%)")
     print(
-        f"fixed rate {args.rate:.0f} req/s for {args.rate_duration:.0f} s (latency from scheduled send time):"
+        f"fixed rate {args.rate:.0f} req/s, {args.rate_duration:.0f} s per server"
+        " (latency from the scheduled send time):"
     )
-    for name in servers:
+    for name in names:
         print(line(name, results[name]["fixed"]))
     p99 = results["pitcrew"]["fixed"].pct(0.99)
     print(f"pitcrew p99 at {args.rate:.0f} req/s = {p99:.2f} ms  (goal < 20 ms)")

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +114,11 @@ def parse_webhook(body: bytes, max_bytes: int) -> WebhookPayload:
         raise InvalidJson(f"invalid JSON: body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if not isinstance(data, dict):
         raise SchemaViolation("$", f"expected object, got {_json_type(data)}")
+    if _SURROGATE_ESCAPE.search(body):
+        # JSON may escape half of a UTF-16 pair ("\ud800"); such a string cannot be stored as UTF-8.
+        where = _lone_surrogate_path(data, "")
+        if where is not None:
+            raise SchemaViolation(where or "$", "invalid string (unpaired UTF-16 surrogate escape)")
 
     # The version decides how to read everything else, so it is checked before the schema.
     version = data.get("version")
@@ -147,6 +153,37 @@ def parse_webhook(body: bytes, max_bytes: int) -> WebhookPayload:
         group_key=group_key,
         truncated_alerts=truncated,
     )
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate_path(value: Any, path: str) -> str | None:
+    """Path of the first string (key or value) holding an unpaired surrogate, else None."""
+    if isinstance(value, str):
+        return None if _encodable(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if not _encodable(key):
+                return child
+            found = _lone_surrogate_path(item, child)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_alert(raw: Any, path: str) -> Alert:

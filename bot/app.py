@@ -25,6 +25,7 @@ from bot.alertmanager import (
     WebhookRejected,
     parse_webhook,
 )
+from bot.incidents import WebhookCommitter
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
 from bot.schedule import scheduler_ctx
@@ -115,6 +116,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     store = await Store.open(config.store.path, synchronous=config.store.synchronous)
     app[keys.STORE] = store
+    committer = WebhookCommitter(store)
+    app[keys.WEBHOOK_COMMITTER] = committer
 
     async def store_open() -> str | None:
         if not store.is_open:
@@ -141,6 +144,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await committer.close()
         await store.close()
 
 
@@ -201,7 +205,7 @@ async def handle_alertmanager_webhook(request: web.Request) -> web.Response:
         return web.json_response({"error": exc.reason}, status=exc.status)
 
     try:
-        result = await app[keys.STORE].record_webhook(payload)
+        result = await app[keys.WEBHOOK_COMMITTER].commit(payload)
     except Exception:
         metrics.webhooks_rejected.inc(reason=STORE_ERROR_REASON)
         metrics.webhook_duration.observe(time.perf_counter() - started, outcome="error")

@@ -14,6 +14,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from bot.alertmanager import WebhookAuth
     from bot.config import Config
+    from bot.incidents import WebhookCommitter
     from bot.metrics import IntakeMetrics, MetricsRegistry
     from bot.slack.service import SlackService
     from bot.store import Store
@@ -26,6 +27,7 @@ CONFIG: web.AppKey[Config] = web.AppKey("config")
 METRICS: web.AppKey[MetricsRegistry] = web.AppKey("metrics")
 INTAKE_METRICS: web.AppKey[IntakeMetrics] = web.AppKey("intake_metrics")
 STORE: web.AppKey[Store] = web.AppKey("store")
+WEBHOOK_COMMITTER: web.AppKey[WebhookCommitter] = web.AppKey("webhook_committer")
 WEBHOOK_AUTH: web.AppKey[WebhookAuth] = web.AppKey("webhook_auth")
 PROCESSOR: web.AppKey[Processor] = web.AppKey("processor")
 WORKERS: web.AppKey[IncidentWorkers] = web.AppKey("workers")

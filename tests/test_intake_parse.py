@@ -369,3 +369,20 @@ def test_rejected_credentials(auth: WebhookAuth, header: str | None, reason: str
 def test_auth_configured_flag() -> None:
     assert not WebhookAuth().configured
     assert BEARER.configured and BASIC.configured
+
+
+def test_unpaired_surrogate_escape_is_a_schema_violation() -> None:
+    # Valid JSON, but "\ud800" alone is no character: it could never be stored as UTF-8 text.
+    raw = json.dumps(DOCUMENTED).replace("prometheus-1", "prom\\ud800").encode()
+    with pytest.raises(SchemaViolation) as info:
+        parse_webhook(raw, MAX)
+    assert info.value.status == 422
+    assert str(info.value) == "alerts[1].labels.pod: invalid string (unpaired UTF-16 surrogate escape)"
+    key = json.dumps(DOCUMENTED).replace('"summary"', '"sum\\udc00"', 1).encode()
+    with pytest.raises(SchemaViolation, match=r"^commonAnnotations\.sum.*: invalid string"):
+        parse_webhook(key, MAX)
+
+
+def test_escaped_surrogate_pair_is_one_character() -> None:
+    raw = json.dumps(DOCUMENTED).replace("prometheus-1", "prom\\ud83d\\ude00").encode()
+    assert parse_webhook(raw, MAX).alerts[1].labels["pod"] == "prom\U0001f600"
