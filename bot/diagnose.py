@@ -37,6 +37,7 @@ from bot.model import (
     WaitReadyStep,
     finding_to_json,
 )
+from bot.redact import redact, redact_lines
 from handlers import GENERIC_CODES, HANDLERS
 from handlers.base import HostTarget, Settings
 
@@ -156,6 +157,10 @@ def _diagnose(
             errors.append(f"handler {handler.CODE} failed: {type(exc).__name__}: {exc}")
             continue
         findings.extend(produced)
+    # Evidence quotes logs, events and termination messages: never let a secret through.
+    findings = [
+        replace(f, summary=redact(f.summary), evidence=tuple(redact_lines(f.evidence))) for f in findings
+    ]
     findings = _link(_dedupe(findings))
     handler_alerts = {h.CODE: tuple(h.ALERTS) for h in handlers}
     order = {h.CODE: i for i, h in enumerate(handlers)}
@@ -333,7 +338,7 @@ def render_text(diagnosis: Diagnosis) -> str:
         for step in f.plan.steps:
             out += [f"  {cmd}" for cmd in manual_commands(step)]
             if isinstance(step, EditConfigMapStep):
-                out += [f"    {line}" for line in _config_diff(step)]
+                out += [f"    {redact(line)}" for line in _config_diff(step)]
     out.append("")
     return "\n".join(out)
 

@@ -105,3 +105,36 @@ def test_redaction_keeps_proof_lines_intact() -> None:
         'level=warn msg="token expired, refreshing"',
     ):
         assert redact(line) == line
+
+
+def test_findings_never_carry_secrets_from_evidence() -> None:
+    pod = ObjectRef("Pod", "api-0", "shop")
+    leaky = Finding(
+        "crash-loop",
+        Severity.CRITICAL,
+        "api-0 crashed: connect postgres://app:s3cret@db/app failed",
+        (pod,),
+        evidence=("termination message: password=s3cret rejected",),
+    )
+    [finding] = diagnose(Evidence(), handlers=(_fixed(leaky),)).findings
+    assert "s3cret" not in finding.summary and "s3cret" not in " ".join(finding.evidence)
+
+
+def test_scope_from_alert_labels() -> None:
+    from bot.evidence import Scope
+    from bot.model import Alert
+
+    alerts = [
+        Alert(
+            "f1",
+            "firing",
+            {"alertname": "KubePodCrashLooping", "namespace": "logging", "pod": "loki-0"},
+            {},
+            "t",
+            None,
+        ),
+        Alert("f2", "firing", {"alertname": "KubeNodeNotReady", "node": "edge-1"}, {}, "t", None),
+    ]
+    scope = Scope.from_alerts(alerts, ["monitoring"])
+    assert scope.namespaces == ("monitoring", "logging")
+    assert [str(r) for r in scope.focus] == ["logging/Pod/loki-0", "Node/edge-1"]
