@@ -38,7 +38,7 @@ from bot.model import (
     finding_to_json,
 )
 from bot.redact import redact, redact_lines
-from handlers import GENERIC_CODES, HANDLERS
+from handlers import GENERIC_CODES, HANDLERS, POD_CAUSE_CODES
 from handlers.base import HostTarget, Settings
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     """Drop a generic finding (crash-loop, readiness-probe-failing) on a pod a specific one explains."""
     explained: set[ObjectRef] = set()
     for f in findings:
-        if f.code not in GENERIC_CODES and f.code != "service-no-endpoints" and f.code != "node-not-ready":
+        if f.code in POD_CAUSE_CODES:
             explained |= _pods_of(f)
     kept: list[Finding] = []
     for f in findings:

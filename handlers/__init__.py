@@ -44,6 +44,19 @@ HANDLERS: tuple[ModuleType, ...] = (
 
 # Codes that only describe a symptom: dropped for a pod a more specific finding already explains.
 GENERIC_CODES = frozenset({crash_loop.CODE, readiness_probe.CODE})
+# Codes whose findings name the root cause of their pods' trouble (the "more specific" ones). Service
+# and node findings list pods too, but as the affected, not as explained.
+POD_CAUSE_CODES = frozenset(
+    {
+        volume_permission.CODE,
+        loki_frontend_worker.CODE,
+        oom_killed.CODE,
+        container_config_error.CODE,
+        image_pull_failure.CODE,
+        pvc_pending.CODE,
+        pod_unschedulable.CODE,
+    }
+)
 
 
 class HandlerRegistryError(Exception):

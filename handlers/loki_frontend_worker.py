@@ -115,10 +115,12 @@ class _Config:
     path: str
 
 
+# The grafana/loki image's default command line reads this file when the pod spec gives no flag.
+DEFAULT_CONFIG_FILE = "/etc/loki/local-config.yaml"
+
+
 def _config_of(evidence: Evidence, pod: Pod, container: Container) -> _Config | None:
-    path = flag_value(container.argv, "config.file")
-    if not path:
-        return None
+    path = flag_value(container.argv, "config.file") or DEFAULT_CONFIG_FILE
     best = None
     for mount in container.volume_mounts:
         root = mount.mount_path.rstrip("/")

@@ -138,3 +138,13 @@ def test_scope_from_alert_labels() -> None:
     scope = Scope.from_alerts(alerts, ["monitoring"])
     assert scope.namespaces == ("monitoring", "logging")
     assert [str(r) for r in scope.focus] == ["logging/Pod/loki-0", "Node/edge-1"]
+
+
+def test_selector_mismatch_candidates_do_not_hide_a_crash_loop() -> None:
+    pod = ObjectRef("Pod", "api-0", "shop")
+    mismatch = Finding(
+        "service-selector-mismatch", Severity.WARNING, "svc", (ObjectRef("Service", "api", "shop"), pod)
+    )
+    crash = Finding("crash-loop", Severity.CRITICAL, "crash", (pod,))
+    codes = [f.code for f in diagnose(Evidence(), handlers=(_fixed(mismatch, crash),)).findings]
+    assert codes == ["crash-loop", "service-selector-mismatch"]

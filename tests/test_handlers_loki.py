@@ -151,3 +151,15 @@ def test_target_from_config_file_when_no_flag() -> None:
     assert loki.loki_target([], "target: querier\nfrontend_worker:\n  x: 1\n") == "querier"
     assert loki.loki_target(["-target", "all"], "target: querier\n") == "all"
     assert loki.loki_target([], "server: {}\n") == "all"
+
+
+def test_image_default_config_path_when_no_flag() -> None:
+    objects = _objects(["-target=all"])
+    for obj in objects:
+        if obj["kind"] in ("Pod",):
+            obj["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = "/etc/loki"  # type: ignore[index]
+    objects[0]["data"] = {"local-config.yaml": CONFIG}
+    [finding] = loki.diagnose(make_evidence(objects, logs=_logs()), Settings())
+    assert finding.plan is not None
+    edit = finding.plan.steps[0]
+    assert isinstance(edit, EditConfigMapStep) and edit.key == "local-config.yaml"
