@@ -25,7 +25,7 @@ MAX = 1 << 20
 
 # The version-4 format as documented on prometheus.io (configuration, <webhook_config>), with its
 # placeholders filled in.
-DOCUMENTED = {
+DOCUMENTED: dict[str, Any] = {
     "version": "4",
     "groupKey": '{}/{severity="critical"}:{alertname="PrometheusDown"}',
     "truncatedAlerts": 0,
@@ -68,7 +68,7 @@ DOCUMENTED = {
 }
 
 # A payload as Alertmanager < 0.19 sent it (widely quoted example): no fingerprint, no truncatedAlerts.
-LEGACY = {
+LEGACY: dict[str, Any] = {
     "receiver": "webhook",
     "status": "firing",
     "alerts": [
