@@ -190,7 +190,9 @@ class PitcrewProcess:
             if self.process.poll() is not None:
                 pytest.fail(f"pitcrew exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                return http_json("GET", f"{self.url}/readyz", timeout=1)[0] == 200
+                # /healthz, not /readyz: readiness also wants a Kubernetes API server, and the
+                # webhook intake works without one.
+                return http_json("GET", f"{self.url}/healthz", timeout=1)[0] == 200
             except OSError:
                 return False
 
