@@ -389,7 +389,11 @@ class Cluster:
 
         with paused_gc():
             objects = _keep_relevant(self._parse_all(raw, errors))
-        logs = await self._collect_logs([o for o in objects if isinstance(o, Pod)], errors)
+        pods = [o for o in objects if isinstance(o, Pod)]
+        # When the log budget is short, the pods the alerts name come first.
+        focus = {(r.namespace, r.name) for r in scope.focus if r.kind == "Pod"}
+        pods.sort(key=lambda p: (p.namespace, p.name) not in focus)
+        logs = await self._collect_logs(pods, errors)
         return build_evidence(
             objects,
             namespaces=scope.namespaces,

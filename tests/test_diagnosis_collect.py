@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.diagnose import collect_and_diagnose, diagnose
+from bot.diagnose import collect_and_diagnose, diagnose, render_text
 from bot.evidence import LogKey, Scope
+from bot.model import ObjectRef
 from bot.snapshot import read_bundle
 from tests.support.kube import KubeHarness
 
@@ -50,6 +51,11 @@ async def test_forbidden_list_degrades_gracefully(kube: KubeHarness) -> None:
     assert evidence.errors == ("cannot list configmaps in monitoring: forbidden",)
     assert evidence.configmaps == ()
     assert len(evidence.pods) == 3  # everything else was still read
+    diagnosis = diagnose(evidence)
+    assert "cannot list configmaps in monitoring: forbidden" in render_text(diagnosis)
+    # Without the Loki config its root cause cannot be proven: Loki is reported by its symptom.
+    codes = [f.code for f in diagnosis.findings]
+    assert codes == ["volume-permission-denied", "crash-loop", "service-no-endpoints"]
 
 
 def _pods(count: int) -> list[dict[str, object]]:
@@ -110,6 +116,11 @@ async def test_logs_are_bounded_and_a_missing_previous_log_is_not_an_error(kube:
         evidence = await cluster.collect(Scope(("apps",)))
     assert kube.count(subresource="log") == 3
     assert evidence.errors == ("logs skipped for 1 containers (limit 3 per collection)",)
+    # The pod an alert names is read first, whatever its place in the list.
+    kube.reset_calls()
+    async with kube.cluster(max_log_containers=1) as cluster:
+        await cluster.collect(Scope(("apps",), focus=(ObjectRef("Pod", "web-15", "apps"),)))
+    assert [c.name for c in kube.calls if c.subresource == "log"] == ["web-15"]
 
 
 async def test_cli_diagnose_live_and_save(kube: KubeHarness, tmp_path: Path) -> None:
