@@ -176,9 +176,25 @@ def patchable_owner(evidence: Evidence, pod: Pod) -> Workload | None:
     workload = evidence.owning_workload(pod)
     if workload is None or workload.kind not in ("StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"):
         return None
-    if workload.kind == "ReplicaSet" and workload.meta.controller is not None:
-        return None  # its Deployment was not collected: patching the ReplicaSet would be undone
+    if workload.meta.controller is not None:
+        # A ReplicaSet whose Deployment was not collected, or a workload an operator manages (a
+        # Prometheus resource owns its StatefulSet): the owner would undo a patch.
+        return None
     return workload
+
+
+def why_not_patchable(evidence: Evidence, pod: Pod) -> str:
+    """Why `patchable_owner` found nothing, for the finding's evidence."""
+    workload = evidence.owning_workload(pod)
+    if workload is None:
+        return f"{pod.name} has no controller whose template could be patched"
+    owner = workload.meta.controller
+    if owner is not None:
+        return (
+            f"{workload.kind} {workload.meta.name} is managed by {owner.kind} {owner.name}, which would undo "
+            f"a patch: change the pod settings in that {owner.kind}"
+        )
+    return f"{workload.kind} {workload.meta.name} has no pod template pitcrew can patch"
 
 
 def pod_keeps_name(evidence: Evidence, pod: Pod) -> bool:

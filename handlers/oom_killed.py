@@ -21,6 +21,7 @@ from handlers.base import (
     pod_keeps_name,
     quantity_bytes,
     refs,
+    why_not_patchable,
 )
 
 CODE = "oom-killed"
@@ -38,7 +39,7 @@ def _oom(evidence: Evidence, status: ContainerStatus, settings: Settings) -> boo
 def _plan(evidence: Evidence, pod: Pod, container: str, settings: Settings) -> tuple[Plan | None, str]:
     workload = patchable_owner(evidence, pod)
     if workload is None:
-        return None, f"no automatic fix: {pod.name} has no controller whose template could be patched"
+        return None, f"no automatic fix: {why_not_patchable(evidence, pod)}"
     containers = thaw(workload.raw.get("spec", {})).get("template", {}).get("spec", {}).get("containers", [])
     for index, c in enumerate(containers):
         if c.get("name") != container:

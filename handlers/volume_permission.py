@@ -50,6 +50,7 @@ from handlers.base import (
     patchable_owner,
     pod_keeps_name,
     refs,
+    why_not_patchable,
 )
 
 CODE = "volume-permission-denied"
@@ -312,9 +313,7 @@ def _finding(evidence: Evidence, hits: list[_Hit], settings: Settings) -> Findin
             "diagnosis.image_uids) and no host facts show the directory's owner"
         )
     elif workload is None:
-        evidence_lines.append(
-            f"no automatic fix: {pod.name} has no controller whose template could be patched"
-        )
+        evidence_lines.append(f"no automatic fix: {why_not_patchable(evidence, pod)}")
 
     names = ", ".join(sorted({h.pod.name for h in hits}))
     summary = (

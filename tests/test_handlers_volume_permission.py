@@ -290,3 +290,16 @@ def test_unknown_image_takes_the_owner_seen_on_the_host() -> None:
     patch = finding.plan.steps[0]
     assert isinstance(patch, PatchStep) and patch.ops[1].value["runAsUser"] == 1500
     assert not any(isinstance(s, HostCommandStep) for s in finding.plan.steps)  # owner already right
+
+
+def test_operator_managed_statefulset_is_not_patched() -> None:
+    objects = _prometheus()
+    objects[0]["metadata"]["ownerReferences"] = [  # type: ignore[index]
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus", "name": "k8s", "controller": True}
+    ]
+    evidence = make_evidence(
+        objects, logs={("observability", "metrics-server-0", "prometheus-server", True): [PROM_LOCK]}
+    )
+    [finding] = volume_permission.diagnose(evidence, Settings())
+    assert finding.plan is None
+    assert any("managed by Prometheus k8s" in line for line in finding.evidence)
