@@ -860,6 +860,12 @@ async def rollback(
         return ExecutionResult(
             execution_id=original.id, outcome="refused", detail=f"execution {original.id} is still running"
         )
+    if original.status == "rolled-back" and not single:
+        return ExecutionResult(
+            execution_id=original.id,
+            outcome="refused",
+            detail=f"execution {original.id} was already rolled back (restore one backup by its id instead)",
+        )
     targets = [b.target for b in backups]
     plan_json = json.dumps({"rollback_of": original.id, "backups": [b.id for b in backups]})
     try:

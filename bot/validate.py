@@ -65,6 +65,8 @@ HEALTH_PATHS: tuple[tuple[Component, str], ...] = (
 ERROR_LINE = re.compile(
     r"""level=(error|fatal|panic)\b|"level"\s*:\s*"(error|fatal|panic)"|^\s*[EF]\d{4}\s|\b(ERROR|FATAL)\b|^panic:"""
 )
+# What the cluster checks judge; failing to list these fails validation.
+_JUDGED = ("pods ", "services ", "endpoints ", "persistentvolumeclaims ")
 RESTARTS_WARN_AT = 3
 LOG_WINDOW_WITHOUT_FIX_SECONDS = 300
 MAX_LOG_CONTAINERS = 50
@@ -545,9 +547,12 @@ async def validate(
         results = await asyncio.gather(*(run(n) for n in names))
     out = [r for group in results for r in group]
     if evidence.errors:
-        out.append(
-            _result("evidence", "warn", f"could not read everything: {'; '.join(evidence.errors[:3])}")
-        )
+        # Objects the checks judge could not be listed: health is unproven, which is a failure
+        # (an unreachable API server must not validate as "no pods, no problems").
+        unread = [e for e in evidence.errors if any(e.startswith(f"cannot list {r}") for r in _JUDGED)]
+        status: CheckStatus = "fail" if unread else "warn"
+        shown = "; ".join((unread or list(evidence.errors))[:3])
+        out.append(_result("evidence", status, f"could not read everything: {shown}"))
     return out
 
 

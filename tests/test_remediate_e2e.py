@@ -339,6 +339,16 @@ async def test_failure_without_rollback_config_leaves_change_and_offers_rollback
         )
     assert undone.outcome == "rolled-back", undone.detail
     assert spec_of(kube, "StatefulSet", "prometheus") == sts_before["spec"]
+    async with kube.cluster() as cluster:
+        again = await rollback(
+            result.execution_id or 0,
+            actor="U999",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            on_event=events,
+        )
+    assert again.outcome == "refused" and "already rolled back" in again.detail
     original = await tmp_store.get_execution(result.execution_id or 0)
     assert original is not None and original.status == "rolled-back"
     incident = await tmp_store.get_incident(incident_id)

@@ -265,3 +265,15 @@ async def test_focus_narrows_pod_and_service_checks_to_what_the_change_touched(k
     assert [(r.status, r.detail) for r in missing] == [
         ("fail", "pods not found after the change: prometheus-1")
     ]
+
+
+@pytest.mark.integration
+async def test_unreadable_pods_fail_validation(kube_writes: Kube) -> None:
+    kube, _ = kube_writes
+    kube.forbid("pods", verb="list")
+    results = await run(kube, config_for(None, token=None), ("pvcs-bound",))
+    evidence = [r for r in results if r.name == "evidence"]
+    assert [(r.status, r.detail) for r in evidence] == [
+        ("fail", "could not read everything: cannot list pods in monitoring: forbidden")
+    ]
+    assert worst(results) == "fail"
