@@ -74,6 +74,7 @@ class IncidentWorkers:
         self._retries: dict[int, _Retry] = {}
         self._claimed: list[int] = []  # claimed from the store, waiting for a free slot
         self._dispatcher: asyncio.Task[None] | None = None
+        self.dispatch_rounds = 0  # how often the dispatcher looked for work (tests check it never spins)
 
     @property
     def in_flight(self) -> frozenset[int]:
@@ -113,6 +114,7 @@ class IncidentWorkers:
                 # webhooks instead of one store transaction each.
                 await asyncio.sleep(self._coalesce)
             self._wake.clear()
+            self.dispatch_rounds += 1
             try:
                 await self._fill_slots()
             except Exception:
@@ -120,10 +122,15 @@ class IncidentWorkers:
                 _log.exception("could not read pending incidents; retrying in %.0f s", self._poll_interval)
 
     def _next_wait(self) -> float:
+        # Only a retry that could start now shortens the wait: with every slot busy, the end of a
+        # run wakes the dispatcher anyway (waiting 0 here would spin).
         wait = self._poll_interval
+        if self._free_slots() == 0:
+            return wait
         now = time.monotonic()
-        for retry in self._retries.values():
-            wait = min(wait, max(0.0, retry.not_before - now))
+        for incident_id, retry in self._retries.items():
+            if incident_id not in self._running:
+                wait = min(wait, max(0.0, retry.not_before - now))
         return wait
 
     async def _fill_slots(self) -> None:

@@ -484,3 +484,30 @@ async def test_shutdown_cancels_processing_and_restart_picks_pending_up(
         return recorder.calls == [incident_id]
 
     await eventually(picked_up, what="the pending incident to be processed after restart")
+
+
+async def test_dispatcher_does_not_spin_while_a_retry_runs(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    attempts: list[int] = []
+    second_attempt = asyncio.Event()
+    release = asyncio.Event()
+
+    async def fails_then_blocks(incident_id: int) -> None:
+        attempts.append(incident_id)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        second_attempt.set()
+        await release.wait()
+
+    config = make_config(tmp_path, workers={"concurrency": 1})
+    app = create_app(config, processor=fails_then_blocks)
+    client = await aiohttp_client(app)
+    assert (await post(client, GOOD)).status == 200
+    await asyncio.wait_for(second_attempt.wait(), timeout=10)
+    workers = app[keys.WORKERS]
+    rounds_before = workers.dispatch_rounds
+    await asyncio.sleep(0.5)  # the retry is running and every slot is busy: nothing to do but wait
+    # A few polls (poll interval 0.2 s here) at most; a spinning dispatcher makes thousands of rounds.
+    assert workers.dispatch_rounds - rounds_before <= 10
+    release.set()
