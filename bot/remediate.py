@@ -265,7 +265,10 @@ async def dry_run(findings: Plan | Sequence[Finding], cluster: ClusterWriter) ->
                 header += f" [{_host_step_text(step)}]"
             parts.append(header + "\n")
             continue
-        live = await cluster.read_raw(step.target)
+        try:
+            live = await cluster.read_raw(step.target)
+        except Exception as exc:  # 403, timeout...: the caller gets one error type for "no diff"
+            raise DryRunFailed(f"cannot read {step.target}: {exc}") from exc
         if live is None:
             raise DryRunFailed(f"{step.target} not found")
         why = _changed_since_diagnosis(step, live)

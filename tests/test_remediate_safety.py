@@ -184,3 +184,18 @@ async def test_api_refusal_fails_the_step_cleanly_and_backup_files_are_private(
     (backup_file,) = list((tmp_path / "b").rglob("*.yaml"))
     assert backup_file.stat().st_mode & 0o777 == 0o600
     assert backup_file.parent.stat().st_mode & 0o777 == 0o700
+
+
+async def test_dry_run_reports_unreadable_or_missing_objects_as_dry_run_failures(kube_writes: Kube) -> None:
+    from bot.remediate import DryRunFailed, dry_run
+
+    kube, _ = kube_writes
+    findings = seed_findings(kube)
+    kube.forbid("configmaps", verb="get")
+    async with kube.cluster() as cluster:
+        with pytest.raises(DryRunFailed, match="cannot read monitoring/ConfigMap/loki-config: forbidden"):
+            await dry_run(findings, cluster)
+    kube.emulator.objects["apps/v1/statefulsets", "monitoring", "prometheus"].delete()
+    async with kube.cluster() as cluster:
+        with pytest.raises(DryRunFailed, match="monitoring/StatefulSet/prometheus not found"):
+            await dry_run(findings, cluster)
