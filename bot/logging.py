@@ -46,6 +46,11 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
 )
 
 
+_ANY_TRIGGER = re.compile(
+    "|".join(re.escape(trigger) for triggers, _, _ in _PATTERNS for trigger in triggers), re.IGNORECASE
+)
+
+
 @runtime_checkable
 class _RevealsSecret(Protocol):
     def reveal(self) -> str: ...
@@ -61,6 +66,8 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._known is not None:
             text = self._known.sub(REDACTED, text)
+        if _ANY_TRIGGER.search(text) is None:
+            return text  # the common case: nothing that looks like a credential
         lowered = text.lower()
         for triggers, pattern, replacement in _PATTERNS:
             if any(t in lowered for t in triggers):
