@@ -10,10 +10,11 @@ accepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -140,6 +141,41 @@ def _chunks(paths: Sequence[str]) -> Iterator[list[str]]:
         yield batch
 
 
+class _Session:
+    """Fixed commands over one open connection."""
+
+    def __init__(self, spec: HostSpec, conn: asyncssh.SSHClientConnection, timeout: float) -> None:
+        self._spec = spec
+        self._conn = conn
+        self._timeout = timeout
+
+    async def run(self, command: str) -> str:
+        """stdout of one command; raises HostError on a non-zero exit or a timeout."""
+        host = self._spec.name
+        try:
+            result = await self._conn.run(command, check=False, timeout=self._timeout)
+        except asyncssh.TimeoutError:
+            raise HostError(
+                f"{host}: command timed out after {self._timeout:g}s (it may still be running on the host)",
+                temporary=True,
+            ) from None
+        if result.exit_status != 0:
+            stderr = str(result.stderr or "").strip().splitlines()
+            raise HostError(
+                f"{host}: `{command[:200]}` exited {result.exit_status}: "
+                f"{stderr[-1] if stderr else 'no error output'}"
+            )
+        return str(result.stdout or "")
+
+    async def check_resolved(self, path: str) -> None:
+        """Refuse a path whose real location (symlinks resolved on the host) leaves the prefixes."""
+        real = (await self.run(f"realpath -e -- {shlex.quote(path)}")).strip()
+        if not path_allowed(real, self._spec.data_path_prefixes):
+            raise PathNotAllowed(
+                f"path {path!r} on {self._spec.name} resolves to {real!r}, outside the data path prefixes"
+            )
+
+
 class Hosts:
     """The configured hosts, reached over SSH with key authentication and pinned host keys."""
 
@@ -178,8 +214,9 @@ class Hosts:
                 f"({', '.join(spec.data_path_prefixes) or 'none configured'})"
             )
 
-    async def _run(self, host: str, commands: Sequence[str]) -> list[str]:
-        """Run fixed commands over one connection; return each one's stdout. Raises on non-zero exit."""
+    @contextlib.asynccontextmanager
+    async def _session(self, host: str) -> AsyncIterator[_Session]:
+        """One SSH connection for one operation: its path checks and its command share it."""
         spec = self._spec(host)
         try:
             async with asyncssh.connect(
@@ -193,24 +230,7 @@ class Hosts:
                 connect_timeout=self._connect_timeout,
                 login_timeout=self._connect_timeout,
             ) as conn:
-                outputs = []
-                for command in commands:
-                    try:
-                        result = await conn.run(command, check=False, timeout=self._command_timeout)
-                    except asyncssh.TimeoutError:
-                        raise HostError(
-                            f"{host}: command timed out after {self._command_timeout:g}s "
-                            "(it may still be running on the host)",
-                            temporary=True,
-                        ) from None
-                    if result.exit_status != 0:
-                        stderr = str(result.stderr or "").strip().splitlines()
-                        raise HostError(
-                            f"{host}: `{command[:200]}` exited {result.exit_status}: "
-                            f"{stderr[-1] if stderr else 'no error output'}"
-                        )
-                    outputs.append(str(result.stdout or ""))
-                return outputs
+                yield _Session(spec, conn, self._command_timeout)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyRejected(
                 f"{host}: host key not verifiable against {spec.known_hosts_file} ({exc.reason}); "
@@ -219,24 +239,13 @@ class Hosts:
         except asyncssh.PermissionDenied:
             raise HostError(f"{host}: SSH authentication as {spec.username} was refused") from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
-            if isinstance(exc, HostError):
-                raise
             raise HostError(f"{host}: SSH connection failed: {exc}", temporary=True) from None
 
-    async def _resolved_path(self, host: str, path: str) -> None:
-        """Refuse a path whose real location (symlinks resolved on the host) leaves the prefixes."""
-        spec = self._spec(host)
-        self._check_path(spec, path)
-        (out,) = await self._run(host, [f"realpath -e -- {shlex.quote(path)}"])
-        real = out.strip()
-        if not path_allowed(real, spec.data_path_prefixes):
-            raise PathNotAllowed(
-                f"path {path!r} on {host} resolves to {real!r}, outside the data path prefixes"
-            )
-
     async def stat(self, host: str, path: str) -> PathOwnership:
-        await self._resolved_path(host, path)
-        (out,) = await self._run(host, [f"stat -c '%u %g %a %F' -- {shlex.quote(path)}"])
+        self._check_path(self._spec(host), path)
+        async with self._session(host) as session:
+            await session.check_resolved(path)
+            out = await session.run(f"stat -c '%u %g %a %F' -- {shlex.quote(path)}")
         uid, gid, mode, kind = out.strip().split(" ", 3)
         return PathOwnership(
             path=path, uid=int(uid), gid=int(gid), mode=int(mode, 8), is_symlink=kind == "symbolic link"
@@ -244,11 +253,13 @@ class Hosts:
 
     async def snapshot(self, host: str, path: str, *, recursive: bool) -> HostBackup:
         """Record owner and mode of `path` (and everything under it if recursive) before a change."""
-        await self._resolved_path(host, path)
+        self._check_path(self._spec(host), path)
         depth = "" if recursive else "-maxdepth 0 "
         # NUL-separated so any file name survives; -xdev keeps to the data filesystem.
         listing = f"find {shlex.quote(path)} -xdev {depth}-printf '%U %G %m %y %p\\0'"
-        (out,) = await self._run(host, [f"{listing} | head -z -n {MAX_BACKUP_ENTRIES + 1}"])
+        async with self._session(host) as session:
+            await session.check_resolved(path)
+            out = await session.run(f"{listing} | head -z -n {MAX_BACKUP_ENTRIES + 1}")
         records = [r for r in out.split("\x00") if r]
         if len(records) > MAX_BACKUP_ENTRIES:
             raise HostError(
@@ -266,15 +277,19 @@ class Hosts:
 
     async def chown(self, host: str, path: str, *, uid: int, gid: int, recursive: bool) -> None:
         _check_ids(uid, gid, None)
-        await self._resolved_path(host, path)
+        self._check_path(self._spec(host), path)
         flag = "-R " if recursive else ""
-        await self._run(host, [f"chown {flag}{int(uid)}:{int(gid)} -- {shlex.quote(path)}"])
+        async with self._session(host) as session:
+            await session.check_resolved(path)
+            await session.run(f"chown {flag}{int(uid)}:{int(gid)} -- {shlex.quote(path)}")
 
     async def chmod(self, host: str, path: str, *, mode: int, recursive: bool) -> None:
         _check_ids(None, None, mode)
-        await self._resolved_path(host, path)
+        self._check_path(self._spec(host), path)
         flag = "-R " if recursive else ""
-        await self._run(host, [f"chmod {flag}{int(mode):o} -- {shlex.quote(path)}"])
+        async with self._session(host) as session:
+            await session.check_resolved(path)
+            await session.run(f"chmod {flag}{int(mode):o} -- {shlex.quote(path)}")
 
     async def restore(self, backup: HostBackup) -> None:
         """Put back the owners and modes recorded in `backup` (entries outside the prefixes are refused)."""
@@ -297,6 +312,7 @@ class Hosts:
         for mode, paths in sorted(by_mode.items()):
             for chunk in _chunks(paths):
                 commands.append(f"chmod {mode:o} -- {' '.join(shlex.quote(p) for p in chunk)}")
-        await self._resolved_path(backup.host, backup.path)
-        if commands:
-            await self._run(backup.host, commands)
+        async with self._session(backup.host) as session:
+            await session.check_resolved(backup.path)
+            for command in commands:
+                await session.run(command)
