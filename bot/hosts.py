@@ -238,7 +238,15 @@ class Hosts:
             ) from None
         except asyncssh.PermissionDenied:
             raise HostError(f"{host}: SSH authentication as {spec.username} was refused") from None
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
+        except TimeoutError:
+            raise HostError(
+                f"{host}: SSH connection failed: timed out after {self._connect_timeout:g}s", temporary=True
+            ) from None
+        except OSError as exc:
+            if exc.filename:  # our key or known_hosts file: a config problem, retrying will not help
+                raise HostError(f"{host}: cannot read {exc.filename}: {exc.strerror}") from None
+            raise HostError(f"{host}: SSH connection failed: {exc}", temporary=True) from None
+        except asyncssh.Error as exc:
             raise HostError(f"{host}: SSH connection failed: {exc}", temporary=True) from None
 
     async def stat(self, host: str, path: str) -> PathOwnership:

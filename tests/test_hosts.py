@@ -170,3 +170,56 @@ async def test_bad_ids_are_refused_without_connecting() -> None:
         await Hosts([spec]).chown("h", "/srv/data/x", uid=-1, gid=0, recursive=False)
     with pytest.raises(HostError, match="invalid mode"):
         await Hosts([spec]).chmod("h", "/srv/data/x", mode=0o17777, recursive=False)
+
+
+def _key_pair(directory: Path) -> Path:
+    import subprocess
+
+    key = directory / "client_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def _spec(port: int, key: Path, known_hosts: Path) -> SshdServer:
+    return SshdServer(
+        name="h",
+        address="127.0.0.1",
+        port=port,
+        username="root",
+        client_key_file=str(key),
+        known_hosts_file=str(known_hosts),
+        wrong_known_hosts_file="",
+        data_path_prefixes=("/srv/data",),
+        nodes=(),
+        data_root=Path("/srv/data"),
+    )
+
+
+async def test_silent_host_times_out_as_a_temporary_error(tmp_path: Path) -> None:
+    """A port that accepts but never speaks SSH: bounded by the connect timeout, retry may help."""
+    import asyncio
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # say nothing until the client gives up
+        writer.close()
+
+    key = _key_pair(tmp_path)
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(HostError) as caught:
+            await Hosts([_spec(port, key, known)], connect_timeout_seconds=0.3).stat("h", "/srv/data/x")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.temporary
+    assert str(caught.value) == "h: SSH connection failed: timed out after 0.3s"
+
+
+async def test_missing_key_file_is_a_permanent_error(tmp_path: Path) -> None:
+    with pytest.raises(HostError) as caught:
+        await Hosts([_spec(1, tmp_path / "missing", tmp_path / "kh")]).stat("h", "/srv/data/x")
+    assert not caught.value.temporary
+    assert str(caught.value) == f"h: cannot read {tmp_path / 'missing'}: No such file or directory"
