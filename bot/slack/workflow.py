@@ -182,7 +182,7 @@ class Workflow:
                 incident_id,
                 B.render_final(result.outcome, result.detail, result.execution_id, offer_rollback=offer),
             )
-        await self._messages.set_status(incident_id, f"{result.outcome}: {result.detail}")
+        await self._messages.set_status(incident_id, result.detail)
 
     # -- reject ---------------------------------------------------------------------------------
 
@@ -262,7 +262,12 @@ class Workflow:
                 incident_id,
                 B.render_final(result.outcome, result.detail, result.execution_id or 0, offer_rollback=False),
             )
-            await self._messages.set_status(incident_id, f"rollback {result.outcome}: {result.detail}")
+            line = (
+                result.detail
+                if result.outcome == "rolled-back"
+                else f"rollback {result.outcome}: {result.detail}"
+            )
+            await self._messages.set_status(incident_id, line)
 
 
 class RemediateExecutor:
