@@ -4,6 +4,7 @@ holds exactly what building the package needs: the package is built from that co
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -12,7 +13,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import setuptools
 import yaml
 
 from tests.support.deploy import DEPLOY_DIR, REPO_ROOT
@@ -159,7 +159,14 @@ def test_the_build_context_holds_the_whole_package(tmp_path: Path) -> None:
     pyproject = tomllib.loads((context / "pyproject.toml").read_text())
     assert (context / pyproject["project"]["readme"]).is_file()
     include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    found = set(setuptools.find_packages(where=str(context), include=include))
+    # setuptools' find_packages(include=...): directories with an __init__.py whose dotted name matches.
+    found = {
+        ".".join(p.parent.relative_to(context).parts)
+        for p in context.rglob("__init__.py")
+        if any(
+            fnmatch.fnmatchcase(".".join(p.parent.relative_to(context).parts), pattern) for pattern in include
+        )
+    }
     in_repo = {
         ".".join(p.parent.relative_to(REPO_ROOT).parts)
         for top in ("bot", "handlers")
