@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from bot.alertmanager import (
 from bot.incidents import WebhookCommitter
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
+from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
 from bot.schedule import scheduler_ctx
 from bot.slack.wiring import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
 from bot.store import Store
@@ -89,6 +89,8 @@ def create_app(
     app.cleanup_ctx.extend(
         [
             _store_ctx,
+            cluster_ctx,  # pipeline: the Kubernetes client (readiness: API server answers)
+            hosts_ctx,  # pipeline: SSH hosts for host-command steps
             slack_ctx,  # slack: Slack client, outbox worker, Socket Mode (needs the store)
             scheduler_ctx,  # schedule: health summaries on cron (needs the store; posts via the outbox)
             _workers_ctx,  # keep last: uses every resource above
@@ -173,9 +175,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _pipeline_processor(app: web.Application) -> Processor:
-    # Imported at start-up, not at import time: the pipeline pulls in every adapter.
-    pipeline = importlib.import_module("bot.pipeline")
-    return cast(Processor, functools.partial(pipeline.process_incident, app))
+    return cast(Processor, functools.partial(process_incident, app))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from bot.alertmanager import WebhookAuth
+    from bot.cluster import Cluster
     from bot.config import Config
+    from bot.hosts import Hosts
     from bot.incidents import WebhookCommitter
     from bot.metrics import IntakeMetrics, MetricsRegistry
     from bot.slack.service import SlackService
@@ -33,3 +35,6 @@ PROCESSOR: web.AppKey[Processor] = web.AppKey("processor")
 WORKERS: web.AppKey[IncidentWorkers] = web.AppKey("workers")
 READINESS_PROBES: web.AppKey[list[tuple[str, ReadinessProbe]]] = web.AppKey("readiness_probes")
 SLACK: web.AppKey[SlackService] = web.AppKey("slack")
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
+CLUSTER_ERROR: web.AppKey[str] = web.AppKey("cluster_error")  # why there is no CLUSTER
+HOSTS: web.AppKey[Hosts] = web.AppKey("hosts")

@@ -1,0 +1,111 @@
+"""What happens to an incident after intake: collect evidence, diagnose, dry-run the plan, store the
+result, tell Slack. One call per pending incident, made by `bot.workers`.
+
+Nothing here changes the cluster: the dry run is server-side (`dryRun=All`) and the real execution
+waits for an approval (`bot.remediate.execute`, started from Slack or the CLI).
+
+This module also owns the cluster and hosts cleanup contexts, since the pipeline is their first user
+in the service (Slack commands and the scheduler reuse them through `keys.CLUSTER` / `keys.HOSTS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bot import keys
+from bot.cluster import Cluster, ClusterError
+from bot.diagnose import collect_and_diagnose, settings_from_config
+from bot.evidence import Scope
+from bot.hosts import Hosts
+from bot.model import IncidentStatus, WorkState
+from bot.remediate import DryRunFailed, dry_run
+from bot.slack.wiring import post_incident
+
+_log = logging.getLogger(__name__)
+
+
+async def process_incident(app: web.Application, incident_id: int) -> None:
+    """Diagnose one pending incident and publish the result. Raising makes the worker retry later
+    (with backoff, then it records the failure): only temporary trouble should raise."""
+    store = app[keys.STORE]
+    config = app[keys.CONFIG]
+    incident = await store.get_incident(incident_id)
+    if incident is None or incident.work_state is not WorkState.PENDING:
+        return
+    if incident.status is IncidentStatus.RESOLVED:
+        # Resolved before we got to it: nothing to fix, and no Approve button for a healed cluster.
+        await store.save_diagnosis(
+            incident_id, (), dry_run_diff=None, error="alerts resolved before diagnosis; nothing to do"
+        )
+        await post_incident(app, incident_id)
+        return
+
+    cluster = app.get(keys.CLUSTER)
+    if cluster is None:
+        raise ClusterError(app.get(keys.CLUSTER_ERROR) or "no Kubernetes client", temporary=False)
+    scope = Scope.from_alerts(incident.alerts, config.cluster.namespaces)
+    _, diagnosis = await collect_and_diagnose(
+        cluster, scope, incident.alerts, settings=settings_from_config(config)
+    )
+    notes = [*diagnosis.collection_errors, *diagnosis.handler_errors]
+
+    diff: str | None = None
+    if any(f.has_automatic_plan for f in diagnosis.findings):
+        try:
+            diff = await dry_run([f for f in diagnosis.findings if f.has_automatic_plan], cluster)
+        except DryRunFailed as exc:
+            # The plan is still shown, but the reader must know the API server did not accept it.
+            notes.append(f"dry run failed: {exc}")
+
+    await store.save_diagnosis(
+        incident_id, diagnosis.findings, dry_run_diff=diff, error="; ".join(notes) or None
+    )
+    await store.audit(
+        "pitcrew",
+        "diagnosed",
+        incident_id=incident_id,
+        detail=f"{len(diagnosis.findings)} finding(s): "
+        + (", ".join(f.code for f in diagnosis.findings) or "none"),
+    )
+    _log.info(
+        "incident %d diagnosed: %s",
+        incident_id,
+        ", ".join(f.code for f in diagnosis.findings) or "no findings",
+    )
+    await post_incident(app, incident_id)
+
+
+async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The service's one Kubernetes client; /readyz also reports whether the API server answers.
+
+    A kubeconfig that cannot be loaded does not stop the service (webhooks are still accepted and
+    kept): it is logged, /readyz says why, and diagnoses fail with that reason until it is fixed."""
+    cluster: Cluster | None = None
+    try:
+        app[keys.CLUSTER] = cluster = Cluster.from_config(app[keys.CONFIG].cluster)
+    except ClusterError as exc:
+        _log.error("no Kubernetes client: %s", exc)
+        app[keys.CLUSTER_ERROR] = str(exc)
+
+    async def reachable() -> str | None:
+        if cluster is None:
+            return app[keys.CLUSTER_ERROR]
+        return None if await cluster.ping() else "Kubernetes API server not reachable"
+
+    app[keys.READINESS_PROBES].append(("cluster", reachable))
+    try:
+        yield
+    finally:
+        if cluster is not None:
+            await cluster.close()
+
+
+async def hosts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """SSH hosts for host-command steps (connections are opened per operation, so nothing to close)."""
+    hosts = app[keys.CONFIG].hosts
+    if hosts:
+        app[keys.HOSTS] = Hosts(hosts)
+    yield
