@@ -55,7 +55,8 @@ _OBJECT_LABELS = (
 )
 
 # Validation checks whose failures the namespace sections already report object by object.
-COVERED_CHECKS = frozenset({"pods-ready", "endpoints", "pvcs-bound"})
+# "evidence" (validation could not read everything) repeats the summary's own read errors.
+COVERED_CHECKS = frozenset({"pods-ready", "endpoints", "pvcs-bound", "evidence"})
 
 ProblemKind = Literal[
     "collection-failed",

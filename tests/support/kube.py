@@ -235,7 +235,8 @@ class KubeHarness:
     def object(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The emulator's current state of an object (a plain copy), or None."""
         resource, namespaced = RESOURCES[kind]
-        key = (resource, namespace if namespaced else None, name)
+        # kmock's ObjectsArray only matches a parsed resource in its keys, not the "v1/pods" string.
+        key = (kmock.resource(resource), namespace if namespaced else None, name)
         if key not in self.emulator.objects:
             return None
         obj = self.emulator.objects[key]
