@@ -1,5 +1,4 @@
-"""deploy/README.md (folded into README's Deploy section): its commands agree with the manifests, and the
-ones that can run here do."""
+"""README.md's Deploy section: its commands agree with the manifests, and the ones that can run here do."""
 
 from __future__ import annotations
 
@@ -14,7 +13,15 @@ import yaml
 
 from tests.support.deploy import DEPLOY_DIR, REPO_ROOT, find, render
 
-README = (DEPLOY_DIR / "README.md").read_text()
+
+def _deploy_section() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index("\n## Deploy\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+README = _deploy_section()
 
 
 def _code_blocks() -> list[str]:
