@@ -38,7 +38,9 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pitcrew", description="Diagnose, remediate and validate a Kubernetes monitoring stack.")
+    parser = _Parser(
+        prog="pitcrew", description="Diagnose, remediate and validate a Kubernetes monitoring stack."
+    )
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = sub.add_parser("serve", help="run the service (webhook intake, Slack, schedules)")
@@ -54,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("diagnose", help="collect evidence and name root causes")
     _cluster_flags(p)
-    p.add_argument("--namespace", "-n", action="append", default=[], help="namespace to diagnose (repeatable)")
+    p.add_argument(
+        "--namespace", "-n", action="append", default=[], help="namespace to diagnose (repeatable)"
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--snapshot", metavar="DIR", help="diagnose offline from a diagnostic bundle")
     p.add_argument("--save", metavar="DIR", help="also write a diagnostic bundle of the live cluster to DIR")
