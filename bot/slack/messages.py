@@ -201,10 +201,12 @@ class IncidentMessages:
             OutboxPayload("reply", message.to_json(), incident_id),
         )
 
-    async def set_status(self, incident_id: int, line: str) -> None:
-        """Show `line` as the execution's status on the parent message."""
+    async def set_status(self, incident_id: int, line: str, *, refresh: bool = True) -> None:
+        """Show `line` as the execution's status on the parent message (now, or with its next update
+        when `refresh` is false)."""
         await self._store.set_kv(_status_key(incident_id), line)
-        await self.post(incident_id)
+        if refresh:
+            await self.post(incident_id)
 
     async def is_posted(self, incident_id: int) -> bool:
         return await self._store.get_kv(_rendered_key(incident_id)) is not None

@@ -154,7 +154,10 @@ class Workflow:
     ) -> None:
         async def on_event(event: StepEvent) -> None:
             await self._messages.reply(incident_id, B.render_step_event(event))
-            await self._messages.set_status(incident_id, B.step_event_line(event))
+            # Every event is in the thread; the parent follows step starts, failures and plan-level
+            # events only, which halves the chat.update calls (Slack rate-limits them per channel).
+            refresh = event.phase in ("started", "failed") or event.step_index < 0
+            await self._messages.set_status(incident_id, B.step_event_line(event), refresh=refresh)
 
         try:
             result = await self._executor.execute(
