@@ -227,3 +227,35 @@ async def test_alert_to_approved_fix_in_slack(
         assert json.dumps(restored["spec"], sort_keys=True) == json.dumps(sts_before["spec"], sort_keys=True)
         audit = [(e.actor, e.action) for e in await store.list_audit(incident_id=incident_id)]
         assert ("slack:UMALLORY", "approve denied") in audit
+
+
+async def test_diagnose_command_posts_the_result_with_buttons_where_it_was_asked(
+    tmp_path: Path,
+    kube_writes: tuple[KubeHarness, WriteSemantics],
+    stack: Stack,
+    slack_api: SlackApiServer,
+) -> None:
+    from tests.support.alertmanager import free_port
+    from tests.support.slack import slash_command_body
+
+    kube, _ = kube_writes
+    port = free_port()
+    app = create_app(make_config(tmp_path, kube, stack, slack_api, "http://127.0.0.1:9", port))
+    async with serve(app, port) as base, ClientSession() as http:
+        body = slash_command_body(
+            "diagnose monitoring", user_id="UALICE", channel_id="C-OPS", response_url=slack_api.response_url()
+        )
+        async with http.post(f"{base}/slack/events", data=body.encode(), headers=sign(body)) as resp:
+            assert resp.status == 200
+        await slack_api.wait_for(lambda a: bool(a.responses), what="acknowledgement")
+        assert "Diagnosing monitoring" in slack_api.responses[0]["text"]
+        await slack_api.wait_for(
+            lambda a: any(
+                c.channel == "C-OPS" and c.thread_ts is None for c in a.ok_calls("chat.postMessage")
+            ),
+            within=60,
+            what="diagnosis posted in the asking channel",
+        )
+        posted = next(c for c in slack_api.ok_calls("chat.postMessage") if c.channel == "C-OPS")
+        assert "volume-permission-denied" in posted.text
+        assert B.ACTION_APPROVE in posted.action_ids() and B.ACTION_DETAILS in posted.action_ids()
