@@ -322,6 +322,12 @@ async def test_expired_approval_says_so(env: Env) -> None:
     await env.service.post_incident(incident_id)
     _, ts = await env.posted(incident_id)
     env.clock.now += 3601  # default expiry is an hour
+    # The message says so by itself (the sync loop re-renders it when the offer expires)...
+    await env.api.wait_for(
+        lambda a: any("Approval expired" in c.text for c in parent_updates(a, ts)), what="expiry"
+    )
+    assert B.ACTION_APPROVE not in parent_updates(env.api, ts)[-1].action_ids()
+    # ...and a click on the old button is refused with the reason.
     assert await env.click(B.ACTION_APPROVE, str(incident_id)) == 200
     await env.api.wait_for(lambda a: bool(a.responses), what="answer")
     assert "expired" in env.api.responses[0]["text"]

@@ -73,6 +73,9 @@ class IncidentMessages:
         self._clock = clock
         # post() reads then writes per-incident state (offer, rendered): one at a time per incident.
         self._locks: dict[int, asyncio.Lock] = {}
+        # Incidents whose message offers Approve, and when that offer expires: `sync` re-renders
+        # them then, so the message itself says the approval expired (not only a later click).
+        self._offers_expiring: dict[int, float] = {}
 
     # -- state --------------------------------------------------------------------------------
 
@@ -143,6 +146,10 @@ class IncidentMessages:
             raise LookupError(f"incident {incident_id} does not exist")
         view = await self.load_view(incident)
         message = B.render_incident(view)
+        if B.approval_open(view) and view.expires_at is not None:
+            self._offers_expiring[incident_id] = view.expires_at
+        else:
+            self._offers_expiring.pop(incident_id, None)
         channel = await self.channel_for(incident)
         thread = incident_thread(incident_id)
         args = {"channel": channel, **message.to_json()}
@@ -229,5 +236,12 @@ class IncidentMessages:
                     await self.post(incident.id)
                 except Exception:
                     _log.exception("refreshing the Slack message of incident %d failed", incident.id)
+        for incident_id, expires_at in list(self._offers_expiring.items()):
+            if expires_at <= cursor:
+                try:
+                    await self.post(incident_id)
+                except Exception:
+                    _log.exception("marking the approval of incident %d expired failed", incident_id)
+                    self._offers_expiring.pop(incident_id, None)
         # Overlap one second so an update in the same instant as the scan is not missed.
         return cursor - 1.0
