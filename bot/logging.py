@@ -1,7 +1,7 @@
 """Structured logging, plain or JSON, that never writes a secret.
 
-Redaction happens twice on pitcrew's handler: a filter rewrites each record's message before
-formatting, and the formatter redacts its final output (tracebacks and extra fields included).
+Redaction happens in pitcrew's formatters, on everything they write: the message, extra fields and
+tracebacks.
 Known secret values come from the config (every `Secret` in it); patterns catch credentials that
 are not in the config (Authorization headers, Slack tokens, `password=...`).
 """
@@ -100,19 +100,6 @@ def secrets_in(obj: object) -> list[str]:
     return found
 
 
-class RedactingFilter(logging.Filter):
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.redactor(message)
-        if redacted != message or record.args:
-            record.msg, record.args = redacted, None
-        return True
-
-
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -121,15 +108,26 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
 
 
-class PlainFormatter(logging.Formatter):
-    """`2026-11-25T08:00:00.123Z INFO bot.app: message key=value`"""
-
+class _RedactingFormatter(logging.Formatter):
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
         self.redactor = redactor
+        self._second = -1
+        self._second_text = ""
+
+    def _utc(self, created: float) -> str:
+        """RFC 3339 UTC with milliseconds; the date part is formatted once per second."""
+        second = int(created)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(created % 1 * 1000):03d}Z"
+
+
+class PlainFormatter(_RedactingFormatter):
+    """`2026-11-25T08:00:00.123Z INFO bot.app: message key=value`"""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_utc(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{self._utc(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
         extras = _extras(record)
         if extras:
             line += " " + " ".join(f"{k}={_plain(v)}" for k, v in sorted(extras.items()))
@@ -140,16 +138,12 @@ class PlainFormatter(logging.Formatter):
         return self.redactor(line)
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_RedactingFormatter):
     """One JSON object per line: time, level, logger, message, extra fields, exception."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": _utc(record.created),
+            "time": self._utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": self.redactor(record.getMessage()),
@@ -184,7 +178,6 @@ def configure_logging(
         handler.setFormatter(PlainFormatter(redactor))
     else:
         raise ValueError(f"logging.format: expected plain or json, got {format!r}")
-    handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:
@@ -195,10 +188,6 @@ def configure_logging(
     # aiohttp's access log would repeat every request at INFO; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     return handler
-
-
-def _utc(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
 
 
 def _plain(value: Any) -> str:
