@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -103,7 +104,15 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return _resolve(VERBS[args.verb])(args)
+    try:
+        return _resolve(VERBS[args.verb])(args)
+    except BrokenPipeError:
+        # The reader stopped early (`pitcrew diagnose | head`): not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
