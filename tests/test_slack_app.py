@@ -293,6 +293,12 @@ async def test_group_membership_authorises(env: Env) -> None:
     await env.service.drain()
     assert env.executor.started == [1]
     assert env.api.ok_calls("usergroups.users.list")[0].args["usergroup"] == "SOPS"
+    # Membership is cached briefly: a second click does not ask Slack again.
+    assert await env.click(B.ACTION_DETAILS, str(incident_id), user="UCAROL") == 200
+    assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UCAROL") == 200
+    await env.api.wait_for(lambda a: len(a.responses) >= 3, what="answers")
+    assert any("nothing to approve now" in r["text"] for r in env.api.responses)
+    assert len(env.api.ok_calls("usergroups.users.list")) == 1
 
 
 async def test_critical_plan_needs_two_distinct_approvers(slack_api: SlackApiServer, tmp_path: Path) -> None:
@@ -516,3 +522,11 @@ async def test_unauthorised_reject_changes_nothing(env: Env) -> None:
     incident = await env.store.get_incident(incident_id)
     assert incident is not None and incident.work_state is WorkState.DIAGNOSED
     assert await env.store.list_decisions(incident_id) == []
+
+
+@pytest.mark.parametrize("body", ["payload=%7Bnot-json", "payload=%5B1%2C2%5D", "payload=%22text%22"])
+async def test_malformed_bodies_get_a_clear_400(env: Env, body: str) -> None:
+    for headers in (sign(body), {"Content-Type": "application/x-www-form-urlencoded"}):
+        status, text = await env.post(body, headers)
+        assert status == 400 and "malformed Slack request body" in text
+    assert env.api.responses == [] and env.executor.started == []

@@ -226,7 +226,14 @@ class SlackService:
     # -- HTTP front door ------------------------------------------------------------------------
 
     async def handle_http(self, request: web.Request) -> web.Response:
-        bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Bolt parses the body before checking the signature: a body it cannot parse (e.g. a
+            # `payload=` that is not a JSON object) is refused here, whoever sent it.
+            _log.warning("malformed Slack request refused: %s", type(exc).__name__)
+            return web.json_response({"error": "malformed Slack request body"}, status=400)
+        bolt_response = await self.bolt.async_dispatch(bolt_request)
         if bolt_response.status == 401 and self.metrics is not None:
             self.metrics.rejected.inc(reason=self._rejection_reason(request))
         return await to_aiohttp_response(bolt_response)
