@@ -612,11 +612,22 @@ async def execute(
         _count_execution(metrics, plan, "refused")
         return ExecutionResult(execution_id=exc.execution_id, outcome="refused", detail=exc.reason)
 
+    # Only a diagnosed incident may run: a rejection (or a re-diagnosis) that landed between the
+    # approval and this point wins, and this execution ends before touching anything.
+    if incident_id is not None and not await store.set_work_state(
+        incident_id, WorkState.EXECUTING, expected=[WorkState.DIAGNOSED]
+    ):
+        current = await store.get_incident(incident_id)
+        state = current.work_state.value if current is not None else "gone"
+        reason = f"incident {incident_id} is {state}, not awaiting execution; nothing was changed"
+        await store.finish_execution(execution.id, "failed", reason)
+        await store.audit(actor, "execution refused", incident_id=incident_id, detail=reason)
+        _count_execution(metrics, plan, "refused")
+        return ExecutionResult(execution_id=execution.id, outcome="refused", detail=reason)
+
     run = _Run(
         execution_id=execution.id, incident_id=incident_id, actor=actor, store=store, on_event=on_event
     )
-    if incident_id is not None:
-        await store.set_work_state(incident_id, WorkState.EXECUTING)
     folder = _backup_folder(config, execution.id, execution.started_at)
     started_wall = time.time()
     undo: list[_Undo] = []

@@ -141,7 +141,9 @@ class Events:
 
 
 async def new_incident(store: Store) -> int:
+    """A stored incident whose diagnosis is done (the state in which an approval can execute it)."""
     result = await store.record_webhook(make_payload('{}:{alertname="PrometheusDown"}', [make_alert("fp1")]))
+    await store.save_diagnosis(result.incident_id, (), dry_run_diff=None, error=None)
     return result.incident_id
 
 
@@ -594,3 +596,32 @@ async def test_live_diagnosis_plans_are_executed_end_to_end(
     assert cm_after is not None
     assert "\nfrontend_worker:" not in cm_after["data"][LOKI_KEY]
     assert set(kubelet.recreated) == {"monitoring/prometheus-0", "monitoring/loki-0"}
+
+
+async def test_rejection_landing_after_the_approval_wins(
+    kube_writes: Kube, tmp_store: Store, tmp_path: Path
+) -> None:
+    """Approve read the incident as diagnosed, then someone rejected it before the executor started:
+    the executor must not run a rejected plan."""
+    kube, _ = kube_writes
+    findings = seed_findings(kube)
+    incident_id = await new_incident(tmp_store)
+    assert await tmp_store.set_work_state(incident_id, WorkState.REJECTED, expected=[WorkState.DIAGNOSED])
+    before = spec_of(kube, "StatefulSet", "prometheus")
+    async with kube.cluster() as cluster:
+        result = await execute(
+            findings,
+            incident_id=incident_id,
+            actor="U1",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            config=make_config(tmp_path, None),
+            on_event=Events(),
+        )
+    assert result.outcome == "refused"
+    assert "is rejected" in result.detail
+    assert spec_of(kube, "StatefulSet", "prometheus") == before
+    assert kube.count(verb="patch", dry_run=False) == 0
+    incident = await tmp_store.get_incident(incident_id)
+    assert incident is not None and incident.work_state is WorkState.REJECTED
