@@ -189,6 +189,10 @@ async def test_alert_to_approved_fix_in_slack(
         )
         executions = await store.list_executions(incident_id)
         assert len(executions) == 1 and executions[0].status == "succeeded", executions
+        async with http.get(f"{base}/metrics") as resp:  # what pitcrew's own alert rules watch
+            assert (
+                'pitcrew_executions_total{namespace="monitoring",outcome="succeeded"} 1' in await resp.text()
+            )
 
         replies = [c.args["text"] for c in thread(slack_api, ts)]
         step_lines = [r for r in replies if r.startswith(("▶️ step", "✅ step", "⏳ step"))]

@@ -76,7 +76,11 @@ class AppExecutor:
     def _bound(self, cluster: Any) -> RemediateExecutor:
         app = self._app
         return RemediateExecutor(
-            cluster=cluster, hosts=_hosts(app), store=app[keys.STORE], config=app[keys.CONFIG]
+            cluster=cluster,
+            hosts=_hosts(app),
+            store=app[keys.STORE],
+            config=app[keys.CONFIG],
+            metrics=app[keys.METRICS],
         )
 
     async def execute(

@@ -276,11 +276,12 @@ class Workflow:
 class RemediateExecutor:
     """`Executor` over `bot.remediate`, with the cluster and hosts adapters bound."""
 
-    def __init__(self, *, cluster: Any, hosts: Any, store: Store, config: Any) -> None:
+    def __init__(self, *, cluster: Any, hosts: Any, store: Store, config: Any, metrics: Any = None) -> None:
         self._cluster = cluster
         self._hosts = hosts
         self._store = store
         self._config = config
+        self._metrics = metrics  # the app's registry: executions are counted for pitcrew's own alerts
 
     async def execute(
         self, findings: Sequence[Finding], *, incident_id: int, actor: str, on_event: EventSink
@@ -296,6 +297,7 @@ class RemediateExecutor:
             store=self._store,
             config=self._config,
             on_event=on_event,
+            metrics=self._metrics,
         )
 
     async def rollback(self, ref: int | str, *, actor: str, on_event: EventSink) -> ResultLike:
