@@ -198,6 +198,25 @@ def test_long_diff_is_truncated_with_a_note_and_posted_whole_in_the_thread() -> 
     assert joined == B.escape(diff)
 
 
+def test_configmap_diff_secrets_never_reach_slack() -> None:
+    # A dry-run diff of a ConfigMap quotes its file: credentials in it must be hidden everywhere
+    # the diff goes (the message's diff section and the full diff posted in the thread).
+    diff = (
+        "--- monitoring/ConfigMap/grafana-datasources\n"
+        "+++ monitoring/ConfigMap/grafana-datasources (dry run)\n"
+        "-  url: http://admin:pr0m-pass@prometheus:9090\n"
+        "+  url: http://admin:pr0m-pass@prometheus.monitoring:9090\n"
+        '   "secureJsonData": {"basicAuthPassword": "l0ki-pass"}\n'
+        "   key: glsa_AbCdEfGhIjKlMnOpQrStUvWxYz012345\n"
+    )
+    rendered = [json.dumps(B.diff_section(diff))] + [
+        json.dumps(p.to_json()) for p in B.render_full_diff(diff)
+    ]
+    for text in rendered:
+        assert "pr0m-pass" not in text and "l0ki-pass" not in text and "glsa_" not in text
+    assert "prometheus.monitoring:9090" in rendered[0]  # the change itself stays readable
+
+
 @pytest.mark.parametrize(
     ("event", "expected"),
     [

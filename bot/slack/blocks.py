@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.model import CheckResult, Finding, Incident, IncidentStatus, StepEvent, WorkState
+from bot.redact import redact as redact_secrets
 from bot.slack import limits
 
 Block = dict[str, Any]
@@ -84,17 +85,11 @@ class IncidentView:
 # Text helpers
 # ---------------------------------------------------------------------------------------------
 
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-_SECRET_VALUE = re.compile(
-    r"(?i)\b(password|passwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)(?!\*\*\*)(\S+)"
-)
-
 
 def redact(text: str) -> str:
-    """Last line of defence before Slack: evidence is redacted at collection, but a value that
-    looks like `password=…` or `Bearer …` never leaves pitcrew even if a handler forgot."""
-    text = _BEARER.sub(lambda m: m.group(1) + " ***", text)
-    return _SECRET_VALUE.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    """Last line of defence before Slack: evidence is redacted at collection, but whatever reaches a
+    message (a diff of a ConfigMap, a step detail) goes through the same redactor again."""
+    return redact_secrets(text)
 
 
 def escape(text: str) -> str:
