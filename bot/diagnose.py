@@ -365,19 +365,17 @@ def _fail(message: str) -> int:
 
 
 def cli_diagnose(args: argparse.Namespace) -> int:
+    from bot.config import ConfigError
     from bot.snapshot import BundleError, read_bundle, write_bundle
+    from bot.validate import load_cli_config
 
-    config = None
-    if getattr(args, "config", None):
-        from bot.config import ConfigError, load_config
-
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            return _fail("bad config: " + "; ".join(getattr(exc, "problems", [str(exc)])))
-        except OSError as exc:
-            return _fail(f"cannot read config {args.config}: {exc}")
-    settings = settings_from_config(config) if config is not None else Settings()
+    try:
+        config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
+    except ConfigError as exc:
+        return _fail("bad config: " + "; ".join(exc.problems))
+    except OSError as exc:
+        return _fail(f"cannot read config {args.config}: {exc}")
+    settings = settings_from_config(config)
     namespaces: list[str] = list(args.namespace or [])
 
     if args.snapshot and args.save:
@@ -389,20 +387,11 @@ def cli_diagnose(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         diagnosis = diagnose(evidence, settings=settings)
     else:
-        from bot.cluster import Cluster, ClusterError, CollectOptions
+        from bot.cluster import Cluster, ClusterError
 
-        if not namespaces:
-            namespaces = list(config.cluster.namespaces) if config is not None else ["monitoring"]
+        namespaces = namespaces or list(config.cluster.namespaces)
         try:
-            if config is not None and not (args.kubeconfig or args.context):
-                cluster = Cluster.from_config(config.cluster)
-            else:
-                cluster = Cluster.connect(
-                    kubeconfig=args.kubeconfig or (config.cluster.kubeconfig if config else None),
-                    context=args.context or (config.cluster.context if config else None),
-                    in_cluster="false" if args.kubeconfig or args.context else "auto",
-                    options=CollectOptions(),
-                )
+            cluster = Cluster.from_config(config.cluster)
         except ClusterError as exc:
             return _fail(str(exc))
         try:

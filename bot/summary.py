@@ -1032,23 +1032,12 @@ async def build_summary(
 
 
 def _connect(config: Config) -> tuple[Cluster | None, str | None]:
-    from bot.cluster import Cluster, ClusterError, CollectOptions
+    from bot.cluster import Cluster, ClusterError
 
-    settings = config.cluster
     try:
-        cluster = Cluster.connect(
-            kubeconfig=settings.kubeconfig,
-            context=settings.context,
-            in_cluster=settings.in_cluster,
-            options=CollectOptions(
-                request_timeout_seconds=settings.request_timeout_seconds,
-                log_tail_lines=settings.log_tail_lines,
-                log_concurrency=settings.log_concurrency,
-            ),
-        )
+        return Cluster.from_config(config.cluster), None
     except ClusterError as exc:
         return None, str(exc)
-    return cluster, None
 
 
 def _with_cluster(deps: SummaryDeps, cluster: Cluster) -> SummaryDeps:

@@ -606,19 +606,9 @@ def load_cli_config(args: argparse.Namespace) -> Config:
 
 def open_cluster(config: Config) -> Cluster:
     """A `Cluster` for the CLI verbs, from the config's `cluster` section."""
-    from bot.cluster import Cluster, CollectOptions
+    from bot.cluster import Cluster
 
-    settings = config.cluster
-    return Cluster.connect(
-        kubeconfig=settings.kubeconfig,
-        context=settings.context,
-        in_cluster=settings.in_cluster,
-        options=CollectOptions(
-            request_timeout_seconds=settings.request_timeout_seconds,
-            log_tail_lines=settings.log_tail_lines,
-            log_concurrency=settings.log_concurrency,
-        ),
-    )
+    return Cluster.from_config(config.cluster)
 
 
 def cli_validate(args: argparse.Namespace) -> int:
