@@ -23,7 +23,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from bot.evidence import Evidence, Scope, paused_gc
+from bot.evidence import SCOPE_LABELS, Evidence, Scope, paused_gc
 from bot.model import (
     Alert,
     EditConfigMapStep,
@@ -119,15 +119,7 @@ def _alert_relevance(
     for alert in alerts:
         if alert.name in handler_alerts.get(finding.code, ()):
             score += 1
-        for label in (
-            "pod",
-            "statefulset",
-            "deployment",
-            "daemonset",
-            "service",
-            "persistentvolumeclaim",
-            "node",
-        ):
+        for label in SCOPE_LABELS:
             value = alert.labels.get(label)
             if value and (label, value) in names:
                 score += 2

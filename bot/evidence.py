@@ -534,7 +534,7 @@ class LogKey(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 # Alert labels that name an object in scope, and the kind each one names.
-_SCOPE_LABELS: Mapping[str, str] = MappingProxyType(
+SCOPE_LABELS: Mapping[str, str] = MappingProxyType(
     {
         "pod": "Pod",
         "statefulset": "StatefulSet",
@@ -566,7 +566,7 @@ class Scope:
             ns = labels.get("namespace")
             if ns and ns not in namespaces:
                 namespaces.append(ns)
-            for label, kind in _SCOPE_LABELS.items():
+            for label, kind in SCOPE_LABELS.items():
                 name = labels.get(label)
                 if name:
                     ref = ObjectRef(kind, name, None if kind == "Node" else ns)

@@ -444,7 +444,8 @@ async def test_status_history_and_diagnose_commands(env: Env) -> None:
     pending = await env.store.list_incidents(work_states=[WorkState.PENDING])
     assert (
         len(pending) == 1
-        and pending[0].common_labels["pitcrew_target"] == "monitoring/StatefulSet/prometheus"
+        and pending[0].common_labels["statefulset"] == "prometheus"
+        and pending[0].common_labels["namespace"] == "monitoring"
     )
     assert await env.store.get_kv(f"slack.channel.{pending[0].id}") == "C-OPS"
 

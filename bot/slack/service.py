@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alertmanager import WebhookPayload
 from bot.alertmanager_api import AlertmanagerApi, AlertmanagerApiError, silence_for
+from bot.evidence import SCOPE_LABELS
 from bot.model import Alert, CheckResult, IncidentStatus
 from bot.slack import blocks as B
 from bot.slack import commands as C
@@ -476,7 +477,12 @@ class SlackService:
         if parsed.namespace:
             labels["namespace"] = parsed.namespace
         if parsed.target:
-            labels["pitcrew_target"] = str(parsed.target)
+            # The label an alert would carry for this object (e.g. statefulset=prometheus), so the
+            # diagnosis ranks findings about it first, as it does for a real alert.
+            label = next(
+                (k for k, kind in SCOPE_LABELS.items() if kind.lower() == parsed.target.kind.lower()), None
+            )
+            labels[label or "pitcrew_target"] = parsed.target.name if label else str(parsed.target)
         now = datetime.fromtimestamp(self._clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         key = uuid.uuid4().hex[:12]
         annotations = {
