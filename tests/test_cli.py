@@ -21,7 +21,8 @@ def test_unknown_verb_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_reader_closing_the_pipe_early_is_not_a_crash() -> None:
-    # `pitcrew diagnose --snapshot ... | head -1`: the reader goes away after the first line.
+    # `pitcrew diagnose --snapshot ... | head -1`: the reader is gone by the time pitcrew writes.
+    # Closing our end at once (pitcrew needs far longer to import and diagnose) makes that certain.
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "diagnose", "--snapshot", "examples/seed-incident"],
         cwd=REPO,
@@ -29,9 +30,7 @@ def test_reader_closing_the_pipe_early_is_not_a_crash() -> None:
         stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    first = proc.stdout.readline()
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 0
-    assert first.startswith(b"=====")
+    assert proc.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
