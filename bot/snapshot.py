@@ -7,6 +7,10 @@ Layout (read by `read_bundle`, written by `write_bundle`):
 - `logs/<namespace>/<pod>/<container>.log` is a container's current log,
   `logs/<namespace>/<pod>/<container>.previous.log` the previous (crashed) instance's.
 - `hosts/<host>.yaml` (optional) holds host facts: `paths: [{path, uid, gid, mode}]`.
+- `observed-at.txt` (optional) is when the evidence was collected (RFC 3339); without it, the
+  newest timestamp in the objects stands in. `collection-errors.txt` (optional) lists what could not
+  be read, one per line. `write_bundle` writes both, so a saved bundle diagnoses like the live cluster
+  did: the same "is this crash recent?" answers, and no absence read as proof where a list was forbidden.
 
 A file that cannot be read or understood raises `BundleError` naming the file: a diagnosis from a
 half-read bundle would be wrong without saying so.
@@ -18,6 +22,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from bot.k8s_objects import (
     expand_lists,
     parse_host_facts,
     parse_object,
+    parse_time,
 )
 from bot.redact import redact
 
@@ -40,6 +46,8 @@ _YamlDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 OBJECT_SUFFIXES = (".yaml", ".yml", ".json")
 ANALYSIS_FILE = "00-ANALYSIS-AND-RECOMMENDATIONS.txt"
+OBSERVED_AT_FILE = "observed-at.txt"
+ERRORS_FILE = "collection-errors.txt"
 MAX_LOG_LINES = 2000  # per log file; a diagnosis reads the tail, a bundle may hold a huge log
 
 
@@ -54,6 +62,8 @@ class RawBundle:
     objects: tuple[tuple[Path, Mapping[str, Any]], ...]
     logs: Mapping[LogKey, tuple[str, ...]]
     hosts: tuple[HostFacts, ...]
+    errors: tuple[str, ...] = ()
+    observed_at: datetime | None = None
 
 
 def _object_files(root: Path) -> Iterator[Path]:
@@ -124,6 +134,25 @@ def _read_hosts(root: Path) -> list[HostFacts]:
     return hosts
 
 
+def _read_text(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: cannot read: {exc}") from None
+
+
+def _read_observed_at(root: Path) -> datetime | None:
+    text = _read_text(root / OBSERVED_AT_FILE)
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse_time(text.strip())
+    except ObjectError as exc:
+        raise BundleError(f"{root / OBSERVED_AT_FILE}: {exc}") from None
+
+
 def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
     """The bundle's object dicts, logs and host facts, with a clear error per unreadable file."""
     root = Path(directory)
@@ -138,7 +167,14 @@ def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
                 objects.extend((path, obj) for obj in expand_lists(doc))
             except ObjectError as exc:
                 raise BundleError(f"{path}: {exc}") from None
-    return RawBundle(objects=tuple(objects), logs=_read_logs(root), hosts=tuple(_read_hosts(root)))
+    errors = _read_text(root / ERRORS_FILE) or ""
+    return RawBundle(
+        objects=tuple(objects),
+        logs=_read_logs(root),
+        hosts=tuple(_read_hosts(root)),
+        errors=tuple(line for line in errors.splitlines() if line.strip()),
+        observed_at=_read_observed_at(root),
+    )
 
 
 def read_bundle(directory: str | os.PathLike[str], *, namespaces: Iterable[str] = ()) -> Evidence:
@@ -163,7 +199,14 @@ def _read_bundle(directory: str | os.PathLike[str], namespaces: Iterable[str]) -
             continue
         parsed.append(item)
     logs = {k: v for k, v in raw.logs.items() if not wanted or k.namespace in wanted}
-    return build_evidence(parsed, namespaces=sorted(wanted), logs=logs, hosts=raw.hosts)
+    return build_evidence(
+        parsed,
+        namespaces=sorted(wanted),
+        logs=logs,
+        hosts=raw.hosts,
+        errors=raw.errors,
+        observed_at=raw.observed_at,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,8 +303,10 @@ def write_bundle(evidence: Evidence, directory: str | os.PathLike[str], *, analy
         }
         path.write_text(yaml.dump(facts, Dumper=_YamlDumper, sort_keys=False), encoding="utf-8")
 
+    if evidence.observed_at is not None:
+        (root / OBSERVED_AT_FILE).write_text(evidence.observed_at.isoformat() + "\n", encoding="utf-8")
     if evidence.errors:
-        (root / "collection-errors.txt").write_text(
+        (root / ERRORS_FILE).write_text(
             "".join(e + "\n" for e in evidence.errors), encoding="utf-8"
         )
     if analysis:

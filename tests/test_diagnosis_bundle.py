@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,26 @@ def test_write_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not an empty directory"):
         write_bundle(read_bundle(tmp_path / "out"), tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_write_keeps_collection_time_and_errors(tmp_path: Path) -> None:
+    # When the evidence was collected decides whether a crash is recent; what could not be read
+    # decides whether an absence proves anything. Both survive a save.
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "pod.json").write_text(json.dumps(POD))
+    taken = read_bundle(tmp_path / "in")
+    collected = replace(
+        taken,
+        observed_at=datetime(2025, 10, 9, 22, 20, tzinfo=UTC),
+        errors=("cannot list configmaps in ns1: forbidden",),
+    )
+    write_bundle(collected, tmp_path / "out")
+    again = read_bundle(tmp_path / "out")
+    assert again.observed_at == collected.observed_at
+    assert again.errors == ("cannot list configmaps in ns1: forbidden",)
+
+
+def test_unreadable_collection_time_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "observed-at.txt").write_text("yesterday\n")
+    with pytest.raises(BundleError, match="observed-at.txt.*not an RFC 3339 time"):
+        read_bundle(tmp_path)

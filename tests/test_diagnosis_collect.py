@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,24 @@ async def test_cli_unreachable_cluster_exits_2(tmp_path: Path) -> None:
     )
     assert await asyncio.to_thread(main, ["diagnose", "--kubeconfig", str(config)]) == 2
     assert await asyncio.to_thread(main, ["diagnose", "--kubeconfig", str(tmp_path / "nope")]) == 2
+
+
+async def test_saved_bundle_diagnoses_like_the_live_cluster(
+    kube: KubeHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The seed's crashes are a year older than "now": live, Loki's old restarts are history. The
+    # bundle must say when it was taken and what could not be read, or its findings differ.
+    kube.seed_bundle(SEED)
+    kube.forbid("configmaps", namespace="monitoring")
+    out = tmp_path / "bundle"
+    live_args = ["diagnose", "--kubeconfig", str(kube.kubeconfig), "-n", "monitoring", "--save", str(out)]
+    assert await asyncio.to_thread(main, [*live_args, "-o", "json"]) == 1
+    live = json.loads(capsys.readouterr().out)
+    assert main(["diagnose", "--snapshot", str(out), "-o", "json"]) == 1
+    offline = json.loads(capsys.readouterr().out)
+    assert [f["code"] for f in live["findings"]] == ["volume-permission-denied", "service-no-endpoints"]
+    assert offline["findings"] == live["findings"]
+    assert offline["collection_errors"] == live["collection_errors"] == [
+        "cannot list configmaps in monitoring: forbidden"
+    ]
+    assert offline["observed_at"] == live["observed_at"]
