@@ -306,9 +306,7 @@ def write_bundle(evidence: Evidence, directory: str | os.PathLike[str], *, analy
     if evidence.observed_at is not None:
         (root / OBSERVED_AT_FILE).write_text(evidence.observed_at.isoformat() + "\n", encoding="utf-8")
     if evidence.errors:
-        (root / ERRORS_FILE).write_text(
-            "".join(e + "\n" for e in evidence.errors), encoding="utf-8"
-        )
+        (root / ERRORS_FILE).write_text("".join(e + "\n" for e in evidence.errors), encoding="utf-8")
     if analysis:
         (root / ANALYSIS_FILE).write_text(analysis, encoding="utf-8")
     return root

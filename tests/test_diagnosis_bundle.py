@@ -135,5 +135,5 @@ def test_write_keeps_collection_time_and_errors(tmp_path: Path) -> None:
 
 def test_unreadable_collection_time_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "observed-at.txt").write_text("yesterday\n")
-    with pytest.raises(BundleError, match="observed-at.txt.*not an RFC 3339 time"):
+    with pytest.raises(BundleError, match=r"observed-at\.txt.*not an RFC 3339 time"):
         read_bundle(tmp_path)

@@ -174,7 +174,9 @@ async def test_saved_bundle_diagnoses_like_the_live_cluster(
     offline = json.loads(capsys.readouterr().out)
     assert [f["code"] for f in live["findings"]] == ["volume-permission-denied", "service-no-endpoints"]
     assert offline["findings"] == live["findings"]
-    assert offline["collection_errors"] == live["collection_errors"] == [
-        "cannot list configmaps in monitoring: forbidden"
-    ]
+    assert (
+        offline["collection_errors"]
+        == live["collection_errors"]
+        == ["cannot list configmaps in monitoring: forbidden"]
+    )
     assert offline["observed_at"] == live["observed_at"]
