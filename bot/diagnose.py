@@ -38,7 +38,7 @@ from bot.model import (
     finding_to_json,
 )
 from bot.redact import redact, redact_lines
-from handlers import GENERIC_CODES, HANDLERS, POD_CAUSE_CODES
+from handlers import GENERIC_CODES, HANDLERS, POD_CAUSE_CODES, POD_PROBLEM_CODES
 from handlers.base import HostTarget, Settings
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def _link(findings: list[Finding]) -> list[Finding]:
     for f in findings:
         if f.code == "service-no-endpoints":
             pods = _pods_of(f)
-            causes = [g.code for g in findings if g is not f and g.code != f.code and _pods_of(g) & pods]
+            causes = [g.code for g in findings if g.code in POD_PROBLEM_CODES and _pods_of(g) & pods]
             f = replace(f, caused_by=tuple(dict.fromkeys(f.caused_by + tuple(causes))))
         out.append(f)
     return out

@@ -58,6 +58,10 @@ POD_CAUSE_CODES = frozenset(
     }
 )
 
+# Codes whose findings describe trouble on the pods they list, so they can explain a Service without
+# ready endpoints. A selector mismatch lists pods only as the ones that look intended: never a cause.
+POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE}
+
 
 class HandlerRegistryError(Exception):
     """The handler tuple is inconsistent (the message says which module and why)."""

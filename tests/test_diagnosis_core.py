@@ -13,6 +13,16 @@ from bot.redact import redact
 from bot.snapshot import read_bundle
 from handlers import HANDLERS, HandlerRegistryError, validate_handlers
 from handlers.base import Settings
+from tests.support.kube import (
+    container,
+    endpoints,
+    make_evidence,
+    pod,
+    service,
+    terminated,
+    waiting,
+    workload,
+)
 from tests.test_diagnosis_seed import SEED
 
 
@@ -148,3 +158,29 @@ def test_selector_mismatch_candidates_do_not_hide_a_crash_loop() -> None:
     crash = Finding("crash-loop", Severity.CRITICAL, "crash", (pod,))
     codes = [f.code for f in diagnose(Evidence(), handlers=(_fixed(mismatch, crash),)).findings]
     assert codes == ["crash-loop", "service-selector-mismatch"]
+
+
+def test_a_selector_mismatch_naming_the_same_pod_is_not_a_cause_of_missing_endpoints() -> None:
+    labels = {"app": "shop"}
+    spec = {"containers": [container("api", "example.com/api:1", memory_limit="256Mi")]}
+    evidence = make_evidence(
+        [
+            workload("StatefulSet", "shop", "store", labels=labels, spec=spec),
+            pod(
+                "shop-0",
+                "store",
+                labels=labels,
+                owner=("StatefulSet", "shop"),
+                containers=spec["containers"],
+                statuses=[waiting("api", "CrashLoopBackOff", restarts=5, last=terminated(137, "OOMKilled"))],
+            ),
+            service("shop", "store", labels),
+            endpoints("shop", "store", not_ready=["shop-0"]),
+            # Another label scheme: selects nothing, and names shop-0 as the pod it probably meant.
+            service("shop-metrics", "store", {"app.kubernetes.io/name": "shop"}),
+        ]
+    )
+    by_code = {f.code: f for f in diagnose(evidence).findings}
+    assert by_code.keys() == {"oom-killed", "service-selector-mismatch", "service-no-endpoints"}
+    assert ObjectRef("Pod", "shop-0", "store") in by_code["service-selector-mismatch"].objects
+    assert by_code["service-no-endpoints"].caused_by == ("oom-killed",)
