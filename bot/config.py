@@ -616,7 +616,8 @@ def _convert_dataclass(cls: type, value: Any, path: str, ctx: _Context) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     # YAML key -> dataclass field; a Secret field `x` is spelled `x_env` (the variable's name).
     keys = {(f"{name}_env" if _is_secret_type(hints[name]) else name): name for name in fields}
-    start = len(ctx.problems)
+    # Unknown keys are reported but do not stop the section from being built and checked: only a
+    # field whose value failed to convert does (its value rules would run on a made-up default).
     for key in value:
         if not isinstance(key, str):
             ctx.add(path, f"keys must be strings, got {_describe_value(key)}")
@@ -630,18 +631,20 @@ def _convert_dataclass(cls: type, value: Any, path: str, ctx: _Context) -> Any:
             else:
                 ctx.add(_join(path, key), f"unknown key{_suggestion(key, keys)}")
     kwargs: dict[str, Any] = {}
+    missing = False
     for key, name in keys.items():
         f = fields[name]
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         if key not in value:
             if not has_default:
                 ctx.add(_join(path, key), "required")
+                missing = True
             continue
         if _is_secret_type(hints[name]):
             kwargs[name] = _resolve_secret(hints[name], value[key], _join(path, key), ctx)
         else:
             kwargs[name] = _convert(hints[name], value[key], _join(path, key), ctx)
-    if len(ctx.problems) > start:
+    if missing or any(v is _INVALID for v in kwargs.values()):
         return _INVALID
     instance = cls(**kwargs)
     validate: Callable[[], list[str]] | None = getattr(instance, "validate", None)

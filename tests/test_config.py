@@ -231,6 +231,33 @@ def test_several_problems_are_reported_together() -> None:
     ]
 
 
+def test_unknown_keys_do_not_hide_the_other_problems_of_their_section() -> None:
+    """An unknown key is one problem among others: the section's (and the whole config's) value
+    rules still run, so one check-config run lists everything to fix."""
+    host = {"address": "10.0.0.1", "username": "u", "client_key_file": "k", "known_hosts_file": "h"}
+    problems = _problems(
+        {
+            "server": {"listen_port": 70000, "bogus": 1},
+            "slack": {"enabled": True, "routes": [{"channel": "#a", "chanel": "#b"}]},
+            "hosts": [{"name": "a", **host, "prot": 22}, {"name": "a", **host}],
+            "extra": 1,
+        }
+    )
+    assert problems == [
+        "extra: unknown key (known keys: alertmanager, cluster, diagnosis, hosts, logging, remediation, "
+        "schedules, server, slack, store, validation, webhook, workers)",
+        "server.bogus: unknown key (known keys: listen_host, listen_port, max_body_bytes, "
+        "shutdown_timeout_seconds)",
+        "server.listen_port: must be between 1 and 65535, got 70000",
+        "hosts[0].prot: unknown key (did you mean port?)",
+        "slack.routes[0].chanel: unknown key (did you mean channel?)",
+        "slack.bot_token_env: required when slack is enabled",
+        "slack.signing_secret_env: required when slack is enabled in http mode",
+        "slack.default_channel: required when slack is enabled (where unrouted alerts go)",
+        "hosts[1].name: duplicate name 'a'",
+    ]
+
+
 def test_missing_and_empty_environment_variables_are_named_without_values() -> None:
     problems = _problems(
         {
