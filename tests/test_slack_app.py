@@ -527,7 +527,19 @@ async def test_unauthorised_reject_changes_nothing(env: Env) -> None:
 
 @pytest.mark.parametrize("body", ["payload=%7Bnot-json", "payload=%5B1%2C2%5D", "payload=%22text%22"])
 async def test_malformed_bodies_get_a_clear_400(env: Env, body: str) -> None:
-    for headers in (sign(body), {"Content-Type": "application/x-www-form-urlencoded"}):
+    status, text = await env.post(body, sign(body))
+    assert status == 400 and "malformed Slack request body" in text
+    # Forged or stale, a malformed body is refused like any other such request: 401, counted, and
+    # nothing said about the body.
+    forged = [
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        sign(body, secret="not-the-secret"),
+        sign(body, timestamp=int(time.time()) - 600),
+    ]
+    for headers in forged:
         status, text = await env.post(body, headers)
-        assert status == 400 and "malformed Slack request body" in text
+        assert status == 401 and "malformed" not in text
+    metrics = await env.registry.render()
+    assert 'pitcrew_slack_requests_rejected_total{reason="invalid_signature"} 2' in metrics
+    assert 'pitcrew_slack_requests_rejected_total{reason="stale"} 1' in metrics
     assert env.api.responses == [] and env.executor.started == []

@@ -24,6 +24,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alertmanager import WebhookPayload
@@ -230,14 +231,31 @@ class SlackService:
         try:
             bolt_request = await to_bolt_request(request)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # Bolt parses the body before checking the signature: a body it cannot parse (e.g. a
-            # `payload=` that is not a JSON object) is refused here, whoever sent it.
+            # Bolt parses the body before checking the signature, so a body it cannot parse (e.g. a
+            # `payload=` that is not a JSON object) never reaches its verification: check the signature
+            # here, so a forged request is refused (401, counted) whatever its body, and only a
+            # correctly signed one learns that its body is malformed.
+            if not self._signature_valid(await request.text(), request):
+                return self._refused(request)
             _log.warning("malformed Slack request refused: %s", type(exc).__name__)
             return web.json_response({"error": "malformed Slack request body"}, status=400)
         bolt_response = await self.bolt.async_dispatch(bolt_request)
-        if bolt_response.status == 401 and self.metrics is not None:
-            self.metrics.rejected.inc(reason=self._rejection_reason(request))
+        if bolt_response.status == 401:
+            self._count_rejected(request)
         return await to_aiohttp_response(bolt_response)
+
+    def _signature_valid(self, body: str, request: web.Request) -> bool:
+        # The same check (and real clock) as Bolt's own verification.
+        return SignatureVerifier(self.settings.signing_secret).is_valid_request(body, dict(request.headers))
+
+    def _refused(self, request: web.Request) -> web.Response:
+        """What Bolt answers a request whose signature is bad or stale, counted the same way."""
+        self._count_rejected(request)
+        return web.json_response({"error": "invalid request"}, status=401)
+
+    def _count_rejected(self, request: web.Request) -> None:
+        if self.metrics is not None:
+            self.metrics.rejected.inc(reason=self._rejection_reason(request))
 
     def _rejection_reason(self, request: web.Request) -> str:
         raw = request.headers.get("X-Slack-Request-Timestamp", "")
