@@ -40,8 +40,14 @@ def _plan(evidence: Evidence, pod: Pod, container: str, settings: Settings) -> t
     workload = patchable_owner(evidence, pod)
     if workload is None:
         return None, f"no automatic fix: {why_not_patchable(evidence, pod)}"
-    containers = thaw(workload.raw.get("spec", {})).get("template", {}).get("spec", {}).get("containers", [])
-    for index, c in enumerate(containers):
+    template = thaw(workload.raw.get("spec", {})).get("template", {}).get("spec", {})
+    # An init container (a migration, a chown) can be the one killed: its limit lives in initContainers.
+    candidates = [
+        (field, index, c)
+        for field in ("containers", "initContainers")
+        for index, c in enumerate(template.get(field) or [])
+    ]
+    for field, index, c in candidates:
         if c.get("name") != container:
             continue
         limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
@@ -54,7 +60,7 @@ def _plan(evidence: Evidence, pod: Pod, container: str, settings: Settings) -> t
         if current is None:
             return None, f"no automatic fix: memory limit {limit!r} is not a quantity pitcrew understands"
         new = format_mebibytes(int(current * settings.oom_memory_factor))
-        path = json_pointer("spec", "template", "spec", "containers", index, "resources", "limits", "memory")
+        path = json_pointer("spec", "template", "spec", field, index, "resources", "limits", "memory")
         steps: list[Step] = [
             PatchStep(
                 target=workload.ref,

@@ -125,6 +125,36 @@ def test_oom_killed_patches_the_limit_with_a_test_op() -> None:
     assert [s.action for s in finding.plan.steps] == ["patch", "restart-pod", "wait-ready"]
 
 
+def test_oom_killed_init_container_patches_its_limit_in_init_containers() -> None:
+    labels = {"app.kubernetes.io/name": "ledger"}
+    spec = {
+        "initContainers": [container("migrate", "example.com/migrate:7", memory_limit="128Mi")],
+        "containers": [container("ledger", "example.com/ledger:7", memory_limit="1Gi")],
+    }
+    ledger = pod(
+        "ledger-0",
+        "finance",
+        labels=labels,
+        owner=("StatefulSet", "ledger"),
+        containers=spec["containers"],
+        statuses=[waiting("ledger", "PodInitializing")],
+        phase="Pending",
+    )
+    ledger["spec"]["initContainers"] = spec["initContainers"]
+    ledger["status"]["initContainerStatuses"] = [
+        waiting("migrate", "CrashLoopBackOff", restarts=4, last=terminated(137, "OOMKilled"))
+    ]
+    objects = [workload("StatefulSet", "ledger", "finance", labels=labels, spec=spec), ledger]
+    [finding] = oom_killed.diagnose(make_evidence(objects), Settings(oom_memory_factor=2))
+    assert finding.plan is not None
+    patch = finding.plan.steps[0]
+    path = "/spec/template/spec/initContainers/0/resources/limits/memory"
+    assert isinstance(patch, PatchStep) and [o.to_json() for o in patch.ops] == [
+        {"op": "test", "path": path, "value": "128Mi"},
+        {"op": "replace", "path": path, "value": "256Mi"},
+    ]
+
+
 def test_oom_without_limit_has_no_plan_and_old_oom_is_ignored() -> None:
     status = waiting(
         "worker", "CrashLoopBackOff", restarts=3, last=terminated(exit_code=137, reason="OOMKilled")
