@@ -7,8 +7,8 @@ the same summary twice:
 1. the fire time is the trigger's latest fire time at or before now (within a window);
 2. `store.try_lock("schedule:<name>:<fire time>")` — only one replica goes on;
 3. the kv record `schedule:<name>:last_run` already at or past that fire time -> nothing to do;
-4. build the summary, enqueue the chat.postMessage in the outbox (a Slack outage loses nothing),
-   then record the fire time and the summary's state (restart counts) for the next run.
+4. build the summary, enqueue the chat.postMessage in the outbox (a Slack outage loses nothing)
+   and, in the same transaction, record the fire time and the summary's state (restart counts).
 
 At start-up each schedule's latest fire time within `missed_grace_seconds` is run once (a run missed
 while pitcrew was down); an older one is skipped. Cron syntax is checked with apscheduler's own
@@ -222,9 +222,12 @@ async def post_summary(
     *,
     now: float | None = None,
     summary: HealthSummary | None = None,
+    fire_time: float | None = None,
 ) -> int:
     """Build the schedule's summary (unless given) and enqueue it for its channel; returns the outbox
-    item id. Saves the summary's state as the schedule's new baseline. No lock and no once-only
+    item id. Saves the summary's state as the schedule's new baseline and, for a scheduled run, its
+    `fire_time` as posted, in the same transaction as the message: a crash cannot leave a queued
+    summary unrecorded (posted again at restart) or recorded but not queued. No lock and no once-only
     check: that is `run_schedule`'s job (this is also what "post it now" calls)."""
     deps = _deps(app_or_deps)
     if deps.store is None:
@@ -234,10 +237,12 @@ async def post_summary(
         raise ScheduleConfigError(f"schedule {schedule.name}: no channel (set it or slack.default_channel)")
     if summary is None:
         summary = await build_summary(deps, schedule=schedule, now=now)
+    records = {state_key(schedule.name): summary.state.to_json()}
+    if fire_time is not None:
+        records[last_run_key(schedule.name)] = repr(fire_time)
     item_id = await deps.store.enqueue_outbox(
-        f"summary:{schedule.name}", POST_METHOD, summary_payload(summary, channel)
+        f"summary:{schedule.name}", POST_METHOD, summary_payload(summary, channel), kv=records
     )
-    await deps.store.set_kv(state_key(schedule.name), summary.state.to_json())
     if deps.on_enqueued is not None:
         deps.on_enqueued()
     _log.info("summary %s queued for %s (outbox %d): %s", schedule.name, channel, item_id, summary.glance)
@@ -289,8 +294,7 @@ async def run_schedule(
         last = await store.get_kv(last_run_key(schedule.name))
         if last is not None and _as_float(last) >= fire_ts:
             return RunResult(schedule.name, "already-posted", fire_ts)
-        item_id = await post_summary(deps, schedule, now=now)
-        await store.set_kv(last_run_key(schedule.name), repr(fire_ts))
+        item_id = await post_summary(deps, schedule, now=now, fire_time=fire_ts)
         return RunResult(schedule.name, "posted", fire_ts, item_id)
     finally:
         await store.release_lock(lock, owner)

@@ -1110,10 +1110,15 @@ class Store:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    async def enqueue_outbox(self, thread_key: str, method: str, payload_json: str) -> int:
-        return await self._run(self._enqueue_outbox, thread_key, method, payload_json)
+    async def enqueue_outbox(
+        self, thread_key: str, method: str, payload_json: str, *, kv: Mapping[str, str] | None = None
+    ) -> int:
+        """Queue one Slack call; `kv` entries are set in the same transaction (e.g. "this scheduled
+        run is posted"), so a crash never leaves the message queued without the record, or the
+        reverse."""
+        return await self._run(self._enqueue_outbox, thread_key, method, payload_json, dict(kv or {}))
 
-    def _enqueue_outbox(self, thread_key: str, method: str, payload_json: str) -> int:
+    def _enqueue_outbox(self, thread_key: str, method: str, payload_json: str, kv: dict[str, str]) -> int:
         now = self._clock()
         with self._write() as conn:
             cursor = conn.execute(
@@ -1121,6 +1126,8 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?)",
                 (thread_key, method, payload_json, now, now),
             )
+            for key, value in kv.items():
+                self._put_kv(conn, key, value, now)
         return cast(int, cursor.lastrowid)
 
     async def due_outbox(self, now: float, limit: int) -> list[OutboxItem]:
@@ -1243,11 +1250,15 @@ class Store:
 
     def _set_kv(self, key: str, value: str) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
-                " SET value = excluded.value, updated_at = excluded.updated_at",
-                (key, value, self._clock()),
-            )
+            self._put_kv(conn, key, value, self._clock())
+
+    @staticmethod
+    def _put_kv(conn: sqlite3.Connection, key: str, value: str, now: float) -> None:
+        conn.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, value, now),
+        )
 
     # -- diagnostics ----------------------------------------------------------------------------
 

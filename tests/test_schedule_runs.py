@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,6 +248,32 @@ async def test_missed_run_within_grace_is_posted_once_at_start(
     assert late is not None and late.outcome == "already-posted"
     assert await queued(store) == []  # nothing new since the first post
     await store.close()
+
+
+async def test_a_run_whose_record_cannot_be_written_queues_nothing(
+    kube: KubeHarness, tmp_store: Store
+) -> None:
+    """The message and the "posted" record are one transaction: if recording the run fails (here a
+    real SQLite error, as a full disk would raise), the message is not queued either, so the next
+    attempt posts it once instead of twice."""
+    kube.seed(healthy_namespace("monitoring"))
+    config = make_config(str(kube.kubeconfig))
+    scheduler = SummaryScheduler(SummaryDeps(config=config, store=tmp_store), config.schedules, owner="pod-a")
+    with sqlite3.connect(tmp_store.path) as conn:
+        conn.execute(
+            "CREATE TRIGGER fail_last_run BEFORE INSERT ON kv WHEN NEW.key LIKE 'schedule:%:last_run'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    assert await scheduler.catch_up(now=FIRE + 60) == []  # the run failed (logged, not raised)
+    assert await queued(tmp_store) == []
+    assert await tmp_store.get_kv(state_key("daily")) is None
+
+    with sqlite3.connect(tmp_store.path) as conn:
+        conn.execute("DROP TRIGGER fail_last_run")
+    (retry,) = await scheduler.catch_up(now=FIRE + 120)
+    assert retry.outcome == "posted"
+    assert len(await queued(tmp_store)) == 1
+    assert await tmp_store.get_kv(last_run_key("daily")) == repr(FIRE)
 
 
 async def test_missed_run_outside_grace_is_skipped(kube: KubeHarness, tmp_store: Store) -> None:

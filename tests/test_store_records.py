@@ -292,3 +292,19 @@ async def test_kv(tmp_store: Store) -> None:
     await tmp_store.set_kv("summary:last-run", "1")
     await tmp_store.set_kv("summary:last-run", "2")
     assert await tmp_store.get_kv("summary:last-run") == "2"
+
+
+async def test_outbox_item_and_its_kv_records_are_one_transaction(tmp_store: Store) -> None:
+    item = await tmp_store.enqueue_outbox("t", "chat.postMessage", "{}", kv={"run": "1", "state": "s"})
+    assert (await tmp_store.get_kv("run"), await tmp_store.get_kv("state")) == ("1", "s")
+    assert [i.id for i in await tmp_store.due_outbox(1e12, 10)] == [item]
+
+    with sqlite3.connect(tmp_store.path) as conn:  # the second record fails, as a full disk would
+        conn.execute(
+            "CREATE TRIGGER fail_state BEFORE UPDATE ON kv WHEN NEW.key = 'state'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        await tmp_store.enqueue_outbox("t", "chat.postMessage", "{}", kv={"run": "2", "state": "s2"})
+    assert await tmp_store.outbox_backlog() == 1  # the message is not queued...
+    assert await tmp_store.get_kv("run") == "1"  # ...and the record before the failure is undone
