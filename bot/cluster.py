@@ -455,6 +455,16 @@ class Cluster:
         "ConfigMap": ("core", "patch_namespaced_config_map"),
     }
 
+    async def require_reachable(self) -> None:
+        """Raise ClusterError saying why when the API server does not answer `/version`. The CLI
+        verbs ask first: an unreachable cluster must be an error, never an empty, healthy-looking one."""
+        try:
+            await self._json(self.version_api.get_code)
+        except ClusterError as exc:
+            raise ClusterError(
+                f"cannot reach the Kubernetes API server: {exc}", status=exc.status, temporary=exc.temporary
+            ) from None
+
     async def read_raw(self, ref: ObjectRef) -> dict[str, Any] | None:
         """The object as raw JSON, or None when the API server says it does not exist."""
         try:

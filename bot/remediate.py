@@ -56,6 +56,7 @@ from bot.yamldiff import to_yaml, unified_yaml_diff
 
 if TYPE_CHECKING:
     from bot.config import Config
+    from bot.evidence import Evidence
     from bot.hosts import Hosts
     from bot.metrics import Counter, MetricsRegistry
     from bot.store import Backup, Store
@@ -969,34 +970,42 @@ def cli_remediate(args: argparse.Namespace) -> int:
     run diff, then execute step by step (asking before each step unless --yes). Exit 0 when the
     remediation succeeded (or there was nothing to do / --dry-run), 1 when it failed or was refused,
     2 on bad input."""
+    from bot.cluster import ClusterError
     from bot.config import ConfigError
-    from bot.validate import load_cli_config, open_cluster
+    from bot.snapshot import BundleError, read_bundle
+    from bot.validate import load_cli_config
 
     try:
         config = load_cli_config(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    return asyncio.run(_remediate(args, config, open_cluster(config)))
+    bundle: Evidence | None = None
+    if args.snapshot:
+        try:
+            bundle = read_bundle(args.snapshot, namespaces=args.namespace)
+        except (BundleError, OSError) as exc:
+            print(f"pitcrew remediate: cannot read bundle {args.snapshot}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return asyncio.run(_remediate(args, config, bundle))
+    except ClusterError as exc:
+        print(f"pitcrew remediate: {exc}", file=sys.stderr)
+        return 2
 
 
-async def _remediate(args: argparse.Namespace, config: Config, cluster: Any) -> int:
+async def _remediate(args: argparse.Namespace, config: Config, bundle: Evidence | None) -> int:
     from bot.diagnose import diagnose
     from bot.evidence import Scope
     from bot.hosts import Hosts
-    from bot.snapshot import BundleError, read_bundle
     from bot.store import Store
+    from bot.validate import reachable_cluster
 
     namespaces = tuple(args.namespace) or tuple(config.cluster.namespaces)
-    async with cluster:
-        if args.snapshot:
-            try:
-                evidence = read_bundle(args.snapshot, namespaces=args.namespace)
-            except (BundleError, OSError) as exc:
-                print(f"pitcrew remediate: cannot read bundle {args.snapshot}: {exc}", file=sys.stderr)
-                return 2
-        else:
-            evidence = await cluster.collect(Scope(namespaces=namespaces))
+    async with reachable_cluster(config) as cluster:
+        evidence = bundle or await cluster.collect(Scope(namespaces=namespaces))
+        for error in evidence.errors:
+            print(f"pitcrew remediate: could not read: {error}", file=sys.stderr)
         findings = [f for f in diagnose(evidence).findings if f.has_automatic_plan]
         if args.finding:
             known = sorted({f.code for f in findings})
@@ -1009,6 +1018,9 @@ async def _remediate(args: argparse.Namespace, config: Config, cluster: Any) -> 
                 )
                 return 2
         if not findings:
+            if evidence.errors:  # what could not be read may be exactly what is broken
+                print("nothing to remediate in what could be read; the diagnosis is incomplete")
+                return 1
             print("nothing to remediate: no finding has an automatic plan")
             return 0
         plan = plan_of(findings)
@@ -1068,8 +1080,9 @@ def cli_rollback(args: argparse.Namespace) -> int:
     """`pitcrew rollback ID`: ID is a backup id ("b-12"), an incident id ("7") or an execution id
     ("e-3"); restores that backup, or every backup of the execution. Exit 0 when restored, 1 if not,
     2 on bad input."""
+    from bot.cluster import ClusterError
     from bot.config import ConfigError
-    from bot.validate import load_cli_config, open_cluster
+    from bot.validate import load_cli_config
 
     target = parse_rollback_id(args.id)
     if target is None:
@@ -1086,14 +1099,17 @@ def cli_rollback(args: argparse.Namespace) -> int:
         return 2
     if not _interactive_allowed(args, "rollback"):
         return 2
-    return asyncio.run(_rollback_cli(args, config, open_cluster(config), target))
+    try:
+        return asyncio.run(_rollback_cli(args, config, target))
+    except ClusterError as exc:
+        print(f"pitcrew rollback: {exc}; nothing changed", file=sys.stderr)
+        return 2
 
 
-async def _rollback_cli(
-    args: argparse.Namespace, config: Config, cluster: Any, target: RollbackTarget
-) -> int:
+async def _rollback_cli(args: argparse.Namespace, config: Config, target: RollbackTarget) -> int:
     from bot.hosts import Hosts
     from bot.store import Store
+    from bot.validate import reachable_cluster
 
     kind, value = target
     store = await Store.open(config.store.path, synchronous=config.store.synchronous)
@@ -1127,7 +1143,7 @@ async def _rollback_cli(
         if not args.yes and not await _ask("proceed? [y/N] "):
             print("nothing changed")
             return 1
-        async with cluster:
+        async with reachable_cluster(config) as cluster:
             try:
                 result = await rollback(
                     what,

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -604,11 +605,16 @@ def load_cli_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def open_cluster(config: Config) -> Cluster:
-    """A `Cluster` for the CLI verbs, from the config's `cluster` section."""
+@contextlib.asynccontextmanager
+async def reachable_cluster(config: Config) -> AsyncIterator[Cluster]:
+    """A `Cluster` for the CLI verbs, from the config's `cluster` section, whose API server has
+    answered. Raises ClusterError (unloadable kubeconfig, API server down or refusing) before the
+    verb reads anything, so it reports that instead of judging an empty cluster."""
     from bot.cluster import Cluster
 
-    return Cluster.from_config(config.cluster)
+    async with Cluster.from_config(config.cluster) as cluster:
+        await cluster.require_reachable()
+        yield cluster
 
 
 def cli_validate(args: argparse.Namespace) -> int:
@@ -623,7 +629,7 @@ def cli_validate(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> list[CheckResult]:
-        async with open_cluster(config) as cluster:
+        async with reachable_cluster(config) as cluster:
             return await validate(
                 args.namespace or config.cluster.namespaces, cluster=cluster, config=config, since=None
             )
@@ -631,7 +637,7 @@ def cli_validate(args: argparse.Namespace) -> int:
     try:
         results = asyncio.run(run())
     except ClusterError as exc:
-        print(f"pitcrew validate: cannot reach the cluster: {exc}", file=sys.stderr)
+        print(f"pitcrew validate: {exc}", file=sys.stderr)
         return 2
     print(render_json(results) if args.output == "json" else render_text(results), end="")
     return 1 if worst(results) == "fail" else 0

@@ -184,3 +184,86 @@ async def test_interactive_mode_asks_before_each_step_on_a_terminal(
     cm_after = live_object(kube, "ConfigMap", "loki-config", "monitoring")
     assert cm_after is not None and cm_after["data"] != cm_before["data"]
     assert kube.count(verb="delete") == 0
+
+
+def unreachable_config(tmp_path: Path, port: int) -> Path:
+    """A config whose kubeconfig points at 127.0.0.1:PORT (nothing there, or a server that never
+    answers), with a short request timeout."""
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    path = tmp_path / "pitcrew.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "cluster": {
+                    "kubeconfig": str(kubeconfig),
+                    "in_cluster": False,
+                    "request_timeout_seconds": 0.5,
+                },
+                "store": {"path": str(tmp_path / "pitcrew.db")},
+                "remediation": {"backup_dir": str(tmp_path / "backups")},
+            }
+        )
+    )
+    return path
+
+
+async def test_unreachable_cluster_is_a_clear_error_for_every_verb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused connection, a server that never answers (timeout), an unloadable kubeconfig: each verb
+    says so and exits 2; none reports an empty cluster as "nothing to remediate" or healthy."""
+    from bot.store import Store
+    from bot.validate import cli_validate
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accept, never answer
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    silent_port = server.sockets[0].getsockname()[1]
+    closed = await asyncio.start_server(silent, "127.0.0.1", 0)
+    closed_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    try:
+        for port, reason in ((closed_port, "Connection refused"), (silent_port, "timed out")):
+            config = unreachable_config(tmp_path, port)
+            store = await Store.open(str(tmp_path / "pitcrew.db"))
+            try:  # a backup to roll back, so rollback gets as far as the cluster
+                execution = await store.start_execution(None, "cli", ["monitoring/ConfigMap/c"], "{}")
+                backup_id = await store.save_backup(execution.id, "monitoring/ConfigMap/c", "object", "{}")
+                await store.finish_execution(execution.id, "failed", "x")
+            finally:
+                await store.close()
+            calls = (
+                (cli_remediate, "remediate", "-n", "monitoring", "--dry-run"),
+                (cli_remediate, "remediate", "--snapshot", str(SEED_BUNDLE), "--yes"),
+                (cli_validate, "validate"),
+                (cli_rollback, "rollback", "--yes", backup_id),
+            )
+            for function, verb, *rest in calls:
+                code = await run(function, verb, "-c", str(config), *rest)
+                captured = capsys.readouterr()
+                assert code == 2, (verb, captured.out, captured.err)
+                assert captured.err.startswith(f"pitcrew {verb}: cannot reach the Kubernetes API server: ")
+                assert reason in captured.err and "Traceback" not in captured.err
+                assert "nothing to remediate" not in captured.out and "PASS" not in captured.out
+    finally:
+        server.close()
+        await server.wait_closed()
+    for function, verb, *rest in calls:
+        code = await run(function, verb, "-c", str(config), "--kubeconfig", str(tmp_path / "none"), *rest)
+        err = capsys.readouterr().err
+        assert code == 2 and f"pitcrew {verb}: cannot load kubeconfig " in err, err
