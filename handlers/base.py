@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
-from bot.evidence import Container, ContainerStatus, Evidence, Pod, Workload
+from bot.evidence import Container, ContainerStatus, Evidence, Pod, Workload, thaw
 from bot.model import Finding, ObjectRef
 
 
@@ -195,6 +195,18 @@ def why_not_patchable(evidence: Evidence, pod: Pod) -> str:
             f"a patch: change the pod settings in that {owner.kind}"
         )
     return f"{workload.kind} {workload.meta.name} has no pod template pitcrew can patch"
+
+
+def template_containers(workload: Workload) -> list[tuple[str, int, dict[str, Any]]]:
+    """The workload template's containers as plain JSON, with where each sits:
+    (`"initContainers"` or `"containers"`, index, container). For JSON Patch paths and `test` values."""
+    spec = thaw(workload.raw.get("spec", {})).get("template", {}).get("spec", {})
+    return [
+        (field, index, c)
+        for field in ("initContainers", "containers")
+        for index, c in enumerate(spec.get(field) or [])
+        if isinstance(c, dict)
+    ]
 
 
 def pod_keeps_name(evidence: Evidence, pod: Pod) -> bool:

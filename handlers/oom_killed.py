@@ -7,7 +7,7 @@ memory pressure, not from the container's limit).
 
 from __future__ import annotations
 
-from bot.evidence import ContainerStatus, Evidence, Pod, thaw
+from bot.evidence import ContainerStatus, Evidence, Pod
 from bot.model import Finding, JsonPatchOp, PatchStep, Plan, RestartPodStep, Severity, Step, WaitReadyStep
 from handlers.base import (
     Settings,
@@ -21,6 +21,7 @@ from handlers.base import (
     pod_keeps_name,
     quantity_bytes,
     refs,
+    template_containers,
     why_not_patchable,
 )
 
@@ -40,14 +41,8 @@ def _plan(evidence: Evidence, pod: Pod, container: str, settings: Settings) -> t
     workload = patchable_owner(evidence, pod)
     if workload is None:
         return None, f"no automatic fix: {why_not_patchable(evidence, pod)}"
-    template = thaw(workload.raw.get("spec", {})).get("template", {}).get("spec", {})
     # An init container (a migration, a chown) can be the one killed: its limit lives in initContainers.
-    candidates = [
-        (field, index, c)
-        for field in ("containers", "initContainers")
-        for index, c in enumerate(template.get(field) or [])
-    ]
-    for field, index, c in candidates:
+    for field, index, c in template_containers(workload):
         if c.get("name") != container:
             continue
         limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")

@@ -50,6 +50,7 @@ from handlers.base import (
     patchable_owner,
     pod_keeps_name,
     refs,
+    template_containers,
     why_not_patchable,
 )
 
@@ -197,19 +198,39 @@ def _security_context_ops(workload: Workload, uid: int, gid: int) -> tuple[list[
     ], merged
 
 
-def _container_override_ops(workload: Workload, container: str, uid: int) -> list[JsonPatchOp]:
-    """A container-level runAsUser/runAsGroup that differs would override the pod-level one: fix it too."""
-    containers = thaw(workload.raw.get("spec", {})).get("template", {}).get("spec", {}).get("containers", [])
+def _container_ops(workload: Workload, container: str, uid: int) -> tuple[list[JsonPatchOp], list[str]]:
+    """Container-level settings the pod-level patch must not collide with, and notes for the evidence.
+
+    - the failing container's own runAsUser/runAsGroup, when they differ, would override the fix;
+    - another container (typically an init container that chowns the volume) that runs as root on
+      purpose (`runAsUser: 0`) would be refused by the kubelet under a pod-level `runAsNonRoot: true`:
+      it keeps running as root with its own `runAsNonRoot: false`."""
     ops: list[JsonPatchOp] = []
-    for index, c in enumerate(containers):
-        if c.get("name") != container:
-            continue
+    notes: list[str] = []
+    for field, index, c in template_containers(workload):
         sc = c.get("securityContext") or {}
-        for key in ("runAsUser", "runAsGroup"):
-            if key in sc and sc[key] != uid:
-                path = json_pointer("spec", "template", "spec", "containers", index, "securityContext", key)
-                ops += [JsonPatchOp("test", path, sc[key]), JsonPatchOp("replace", path, uid)]
-    return ops
+        base = json_pointer("spec", "template", "spec", field, index, "securityContext")
+        if c.get("name") == container:
+            for key in ("runAsUser", "runAsGroup"):
+                if key in sc and sc[key] != uid:
+                    ops += [
+                        JsonPatchOp("test", f"{base}/{key}", sc[key]),
+                        JsonPatchOp("replace", f"{base}/{key}", uid),
+                    ]
+        elif uid != 0 and sc.get("runAsUser") == 0 and "runAsNonRoot" not in sc:
+            ops += [
+                JsonPatchOp("test", f"{base}/runAsUser", 0),
+                JsonPatchOp("add", f"{base}/runAsNonRoot", False),
+            ]
+            notes.append(
+                f"container {c.get('name')} runs as root on purpose (runAsUser: 0): it gets runAsNonRoot: "
+                "false so the pod-level runAsNonRoot does not stop it"
+            )
+        elif field == "initContainers" and "runAsUser" not in sc:
+            notes.append(
+                f"note: init container {c.get('name')} sets no user; after the patch it runs as uid {uid}"
+            )
+    return ops, notes
 
 
 def _needs_security_context(workload: Workload, container: str, uid: int) -> bool:
@@ -217,7 +238,10 @@ def _needs_security_context(workload: Workload, container: str, uid: int) -> boo
     if sc.run_as_user != uid or sc.fs_group != uid:
         return True
     c = workload.template.container(container)
-    return c is not None and c.security_context.run_as_user not in (None, uid)
+    return c is not None and (
+        c.security_context.run_as_user not in (None, uid)
+        or c.security_context.run_as_group not in (None, uid)
+    )
 
 
 def _finding(evidence: Evidence, hits: list[_Hit], settings: Settings) -> Finding:
@@ -262,7 +286,9 @@ def _finding(evidence: Evidence, hits: list[_Hit], settings: Settings) -> Findin
     steps: list[Step] = []
     if uid is not None and workload is not None and _needs_security_context(workload, container.name, uid):
         ops, _ = _security_context_ops(workload, uid, uid)
-        ops += _container_override_ops(workload, container.name, uid)
+        container_ops, notes = _container_ops(workload, container.name, uid)
+        ops += container_ops
+        evidence_lines += notes
         steps.append(
             PatchStep(
                 target=workload.ref,

@@ -105,6 +105,30 @@ def test_prometheus_tsdb_lock_on_local_pv_with_wrong_host_owner() -> None:
     assert isinstance(restart, RestartPodStep) and isinstance(wait, WaitReadyStep)
 
 
+def test_a_root_init_container_keeps_running_as_root_under_the_new_pod_security_context() -> None:
+    # The chart's init-chown-data runs as root on purpose; a pod-level runAsNonRoot: true alone would
+    # make the kubelet refuse it (CreateContainerConfigError), and a plain init container would now
+    # run as the new uid: the plan keeps the first working and the evidence says so for the second.
+    objects = _prometheus()
+    chown = container("init-chown-data", "busybox:1.36", mounts=[("storage-volume", "/data")])
+    chown["securityContext"] = {"runAsUser": 0}
+    template = objects[0]["spec"]["template"]["spec"]  # type: ignore[index]
+    template["initContainers"] = [chown, container("wait-for-config", "busybox:1.36")]
+    evidence = make_evidence(
+        objects, logs={("observability", "metrics-server-0", "prometheus-server", True): [PROM_LOCK]}
+    )
+    [finding] = volume_permission.diagnose(evidence, Settings())
+    assert finding.plan is not None
+    patch = finding.plan.steps[0]
+    assert isinstance(patch, PatchStep)
+    base = "/spec/template/spec/initContainers/0/securityContext"
+    assert [o.to_json() for o in patch.ops[2:]] == [
+        {"op": "test", "path": f"{base}/runAsUser", "value": 0},
+        {"op": "add", "path": f"{base}/runAsNonRoot", "value": False},
+    ]
+    assert any("init container wait-for-config sets no user" in line for line in finding.evidence)
+
+
 def test_no_host_step_when_host_owner_is_already_right() -> None:
     evidence = make_evidence(
         _prometheus(),
