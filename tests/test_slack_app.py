@@ -283,6 +283,28 @@ async def test_unauthorised_click_changes_nothing_and_is_audited(env: Env) -> No
     assert [(e.actor, e.action) for e in audit] == [("slack:UMALLORY", "approve denied")]
 
 
+async def test_per_namespace_approvers_guard_the_namespace_the_plan_changes(
+    slack_api: SlackApiServer, tmp_path: Path
+) -> None:
+    # The alert is labelled `other`, but the plan patches objects in `monitoring`, whose rule says UBOB.
+    policy = ApprovalPolicy(
+        default=POLICY.default, per_namespace={"monitoring": ApproverRule(users=frozenset({"UBOB"}))}
+    )
+    async with make_env(slack_api, tmp_path, policy=policy) as env:
+        incident_id = await seed_incident(env.store, severity="warning", namespace="other")
+        await env.service.post_incident(incident_id)
+        await env.posted(incident_id)
+        assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UALICE") == 200
+        await env.api.wait_for(lambda a: bool(a.responses), what="refusal")
+        assert "not an approver for namespace monitoring" in env.api.responses[0]["text"]
+        await env.service.drain()
+        assert env.executor.started == [] and await env.store.list_decisions(incident_id) == []
+        assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UBOB") == 200
+        await env.api.wait_for(lambda a: len(a.responses) >= 2, what="approval")
+        await env.service.drain()
+        assert env.executor.started == [1]
+
+
 async def test_group_membership_authorises(env: Env) -> None:
     env.api.usergroups["SOPS"] = ["UCAROL"]
     incident_id = await seed_incident(env.store, severity="warning")

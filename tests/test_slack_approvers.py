@@ -12,6 +12,7 @@ from bot.slack.approvers import (
     check,
     distinct_approvers,
     plan_codes,
+    plan_namespaces,
 )
 from tests.support.slack import sample_findings
 
@@ -70,3 +71,37 @@ def test_plan_codes_and_distinct_approvers() -> None:
     assert plan_codes(sample_findings()) == ("prometheus-storage-permission",)
     assert plan_codes(sample_findings(with_plan=False)) == ()
     assert distinct_approvers(["U1", "U2", "U1", "U3"]) == ["U1", "U2", "U3"]
+
+
+@pytest.mark.parametrize(
+    ("user", "namespace", "touched", "allowed"),
+    [
+        # The plan changes objects in a guarded namespace: its rule applies whatever the alert's label.
+        ("UALICE", None, ["payments"], False),
+        ("UPAY", None, ["payments"], True),
+        ("UALICE", "monitoring", ["payments"], False),
+        # ... and so does the default rule for the unguarded namespace the plan also touches.
+        ("UPAY", "monitoring", ["payments"], False),
+        ("UALICE", "monitoring", ["monitoring"], True),
+        ("UPAY", "payments", ["payments"], True),
+    ],
+)
+def test_the_namespaces_a_plan_changes_count(
+    user: str, namespace: str | None, touched: list[str], allowed: bool
+) -> None:
+    verdict = check(
+        POLICY,
+        user_id=user,
+        user_groups=[],
+        namespace=namespace,
+        finding_codes=["x"],
+        plan_namespaces=touched,
+    )
+    assert verdict.allowed is allowed, verdict.reason
+    assert POLICY.groups_for(None, ["x"], ["payments"]) == set()
+    assert POLICY.groups_for(None, ["x"], ["monitoring"]) == {"SOPS"}
+
+
+def test_plan_namespaces_are_the_step_targets() -> None:
+    assert plan_namespaces(sample_findings()) == ("monitoring",)
+    assert plan_namespaces(sample_findings(with_plan=False)) == ()

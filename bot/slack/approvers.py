@@ -2,7 +2,10 @@
 
 Policy, from config `slack.approvers`:
 - `users` / `groups`: the default approvers.
-- `per_namespace[ns]`: when the incident's namespace has an entry, it REPLACES the default rule.
+- `per_namespace[ns]`: when a namespace has an entry, it REPLACES the default rule there. The namespaces
+  that count are the incident's (its alerts' `namespace` label) and every namespace the plan changes
+  objects in, so a plan cannot reach a guarded namespace through an alert labelled elsewhere (or not
+  at all, like a `/pitcrew diagnose` of every configured namespace).
 - `per_finding[code]`: every finding code of the plan that has an entry must ALSO be satisfied, so a
   sensitive fix (say a host chown) can be limited to a few people without widening anything else.
 - `two_for_critical`: a plan containing a critical finding needs two distinct approvers.
@@ -40,22 +43,28 @@ class ApprovalPolicy:
     two_for_critical: bool = False
 
     def rules_for(
-        self, namespace: str | None, finding_codes: Iterable[str]
+        self, namespace: str | None, finding_codes: Iterable[str], plan_namespaces: Iterable[str] = ()
     ) -> list[tuple[str, ApproverRule]]:
-        """(scope name, rule) pairs that all must allow the user."""
+        """(scope name, rule) pairs that all must allow the user: each namespace's own rule, the
+        default rule for any namespace without one (or when no namespace is known), and the rules of
+        the finding codes."""
         rules: list[tuple[str, ApproverRule]] = []
-        if namespace is not None and namespace in self.per_namespace:
-            rules.append((f"namespace {namespace}", self.per_namespace[namespace]))
-        else:
+        namespaces = sorted({ns for ns in (namespace, *plan_namespaces) if ns})
+        guarded = [ns for ns in namespaces if ns in self.per_namespace]
+        if not namespaces or len(guarded) < len(namespaces):
             rules.append(("default approvers", self.default))
+        rules.extend((f"namespace {ns}", self.per_namespace[ns]) for ns in guarded)
         for code in sorted(set(finding_codes)):
             if code in self.per_finding:
                 rules.append((f"finding {code}", self.per_finding[code]))
         return rules
 
-    def groups_for(self, namespace: str | None, finding_codes: Iterable[str]) -> frozenset[str]:
+    def groups_for(
+        self, namespace: str | None, finding_codes: Iterable[str], plan_namespaces: Iterable[str] = ()
+    ) -> frozenset[str]:
         """The user groups whose membership matters for this decision (the only ones to resolve)."""
-        return frozenset(g for _, rule in self.rules_for(namespace, finding_codes) for g in rule.groups)
+        rules = self.rules_for(namespace, finding_codes, plan_namespaces)
+        return frozenset(g for _, rule in rules for g in rule.groups)
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,9 @@ def check(
     user_groups: Collection[str],
     namespace: str | None,
     finding_codes: Iterable[str],
+    plan_namespaces: Iterable[str] = (),
 ) -> Verdict:
-    for scope, rule in policy.rules_for(namespace, finding_codes):
+    for scope, rule in policy.rules_for(namespace, finding_codes, plan_namespaces):
         if not rule.allows(user_id, user_groups):
             return Verdict(False, f"you are not an approver for {scope} (approvers: {rule.describe()})")
     return Verdict(True, "authorised")
@@ -81,6 +91,18 @@ def check(
 def plan_codes(findings: Iterable[Finding]) -> tuple[str, ...]:
     """Codes of the findings whose plans an approval would run."""
     return tuple(f.code for f in findings if f.has_automatic_plan)
+
+
+def plan_namespaces(findings: Iterable[Finding]) -> tuple[str, ...]:
+    """The namespaces whose objects the plans an approval would run change."""
+    found = {
+        step.target.namespace
+        for f in findings
+        if f.plan is not None
+        for step in f.plan.steps
+        if step.target.namespace
+    }
+    return tuple(sorted(ns for ns in found if ns))
 
 
 def approvals_needed(policy: ApprovalPolicy, findings: Iterable[Finding]) -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.model import Finding, IncidentStatus, StepEvent, WorkState
 from bot.slack import blocks as B
-from bot.slack.approvers import Verdict, approvals_needed, check, plan_codes
+from bot.slack.approvers import Verdict, approvals_needed, check, plan_codes, plan_namespaces
 from bot.slack.messages import IncidentMessages
 from bot.slack.settings import SlackSettings
 
@@ -87,7 +87,8 @@ class Workflow:
 
     async def authorise(self, actor: Actor, namespace: str | None, findings: Sequence[Finding]) -> Verdict:
         codes = plan_codes(findings) or tuple(f.code for f in findings)
-        candidates = self._settings.policy.groups_for(namespace, codes)
+        touched = plan_namespaces(findings)
+        candidates = self._settings.policy.groups_for(namespace, codes, touched)
         groups = await self._groups.groups_of(actor.user_id, candidates) if candidates else frozenset()
         return check(
             self._settings.policy,
@@ -95,6 +96,7 @@ class Workflow:
             user_groups=groups,
             namespace=namespace,
             finding_codes=codes,
+            plan_namespaces=touched,
         )
 
     async def _deny(self, actor: Actor, action: str, incident_id: int | None, reason: str) -> str:
