@@ -267,3 +267,16 @@ async def test_unreachable_cluster_is_a_clear_error_for_every_verb(
         code = await run(function, verb, "-c", str(config), "--kubeconfig", str(tmp_path / "none"), *rest)
         err = capsys.readouterr().err
         assert code == 2 and f"pitcrew {verb}: cannot load kubeconfig " in err, err
+
+
+async def test_incomplete_diagnosis_with_nothing_found_is_not_success(
+    kube_writes: Kube, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kube, _ = kube_writes
+    config = write_config(tmp_path, kube, stack)
+    kube.forbid("pods", verb="list")
+    code = await run(cli_remediate, "remediate", "-c", str(config), "-n", "monitoring", "--dry-run")
+    captured = capsys.readouterr()
+    assert code == 1, captured.out
+    assert "could not read: cannot list pods in monitoring: forbidden" in captured.err
+    assert "the diagnosis is incomplete" in captured.out
