@@ -477,6 +477,29 @@ async def test_rollback_command_checks_authorisation(env: Env) -> None:
     await env.api.wait_for(lambda a: bool(a.responses), what="answer")
     assert "Execution 99 does not exist" in env.api.responses[0]["text"]
 
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    await env.posted(incident_id)
+    assert await env.click(B.ACTION_APPROVE, str(incident_id)) == 200
+    await env.api.wait_for(lambda a: len(a.responses) >= 2, what="approval")
+    await env.service.drain()
+    (execution,) = await env.store.list_executions(incident_id)
+    (backup,) = await env.store.list_backups(execution.id)
+    # Not an approver: refused by execution id and by backup id, audited, nothing rolled back.
+    for ref in (str(execution.id), backup.id):
+        await env.command(f"rollback {ref}", user="UMALLORY")
+    await env.api.wait_for(lambda a: len(a.responses) >= 4, what="refusals")
+    assert all("not an approver" in r["text"] for r in env.api.responses[2:4]), env.api.responses
+    await env.service.drain()
+    assert env.executor.rollbacks == []
+    audit = [(e.actor, e.action) for e in await env.store.list_audit(incident_id=incident_id)]
+    assert audit.count(("slack:UMALLORY", "rollback denied")) == 2
+    await env.command(f"rollback {execution.id}", user="UBOB")
+    await env.api.wait_for(lambda a: len(a.responses) >= 5, what="rollback answer")
+    assert "Rolling back execution" in env.api.responses[4]["text"]
+    await env.service.drain()
+    assert env.executor.rollbacks == [execution.id]
+
 
 def test_parse_of_signed_body_helpers() -> None:
     body = slash_command_body("status", response_url="http://127.0.0.1:1/response/x")
