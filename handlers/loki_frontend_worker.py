@@ -35,10 +35,13 @@ CODE = "loki-frontend-worker-all-in-one"
 ALERTS = ("LokiDown", "LokiNotReady", "KubePodNotReady", "KubeStatefulSetReplicasMismatch", "TargetDown")
 
 FRONTEND_ERROR = re.compile(
-    r"error contacting (?:the )?(?:query[- ])?frontend|frontend_processor.*(?:connection "
-    r"refused|Unavailable)",
+    r"error contacting (?:the )?(?:query[- ])?(?:frontend|scheduler)"
+    r"|(?:frontend|scheduler)_processor.*(?:connection refused|Unavailable)",
     re.IGNORECASE,
 )
+CONNECTION_REFUSED = re.compile(r"connection refused", re.IGNORECASE)
+WORKER_ADDRESS = re.compile(r"^\s+(?:frontend|scheduler)_address\s*:\s*[\"']?\S*?:(\d+)")
+GRPC_PORT = re.compile(r"^\s+grpc_listen_port\s*:\s*[\"']?(\d+)")
 BLOCK_START = re.compile(r"^frontend_worker\s*:")
 CONFIG_TARGET = re.compile(r"^target\s*:\s*[\"']?([A-Za-z0-9_,\-]+)")
 
@@ -85,6 +88,32 @@ def comment_out_frontend_worker(text: str) -> str:
         if lines[i].strip() and not lines[i].lstrip().startswith("#"):
             lines[i] = "# " + lines[i]
     return "".join(lines)
+
+
+def worker_ports(text: str) -> set[str]:
+    """The gRPC ports the querier worker dials: the frontend_worker addresses' ports, and Loki's own
+    gRPC port (server.grpc_listen_port, 9095 by default), which is what an all-in-one dials."""
+    ports: set[str] = set()
+    own = "9095"
+    block = frontend_worker_block(text)
+    for i, line in enumerate(text.splitlines()):
+        if block is not None and block[0] <= i <= block[1] and (match := WORKER_ADDRESS.match(line)):
+            ports.add(match.group(1))
+        elif match := GRPC_PORT.match(line):
+            own = match.group(1)
+    return ports | {own}
+
+
+def worker_errors(lines: Sequence[str], config_text: str) -> list[str]:
+    """Log lines proving the worker cannot reach the frontend: Loki's own wording ("error contacting
+    frontend" / "scheduler"), or any connection refused on a port the worker dials (other versions
+    and log formats word it differently, e.g. "error connecting" with the address)."""
+    ports = worker_ports(config_text)
+    dials = re.compile(r":(?:" + "|".join(sorted(ports)) + r")\b")
+    found = grep(lines, FRONTEND_ERROR, limit=2)
+    if found:
+        return found
+    return [x for x in grep(lines, CONNECTION_REFUSED, limit=10) if dials.search(x)][-2:]
 
 
 def loki_target(argv: Sequence[str], config_text: str) -> str:
@@ -220,7 +249,9 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
             target = loki_target(container.argv, config.configmap.data[config.key])
             if not is_all_in_one(target):
                 continue  # microservices / simple scalable: frontend_worker is how queriers find the frontend
-            found = grep(failing_logs(evidence, pod, status, settings), FRONTEND_ERROR, limit=2)
+            found = worker_errors(
+                failing_logs(evidence, pod, status, settings), config.configmap.data[config.key]
+            )
             if not found:
                 continue
             key = (pod.namespace, config.configmap.meta.name, config.key)

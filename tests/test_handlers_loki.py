@@ -163,3 +163,33 @@ def test_image_default_config_path_when_no_flag() -> None:
     assert finding.plan is not None
     edit = finding.plan.steps[0]
     assert isinstance(edit, EditConfigMapStep) and edit.key == "local-config.yaml"
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        # Another version's wording: the worker's own "error connecting", refused on the gRPC port.
+        (
+            'level=error caller=worker.go:214 msg="error connecting" addr=loki-0.loki:9095 '
+            'err="dial tcp 10.42.0.17:9095: connect: connection refused"',
+            True,
+        ),
+        ('level=error msg="error contacting scheduler" address=127.0.0.1:9095 err="EOF"', True),
+        # Refused elsewhere (memberlist, the object store): not the frontend worker's doing.
+        ('level=warn msg="joining memberlist" err="dial tcp 10.42.0.9:7946: connection refused"', False),
+        ('level=error msg="flush failed" err="dial tcp 10.0.0.5:9000: connect: connection refused"', False),
+    ],
+)
+def test_other_wordings_of_the_worker_error(line: str, found: bool) -> None:
+    logs = {("logging", "loki-0", "loki", False): ['level=info msg="Loki started"', line]}
+    evidence = make_evidence(_objects(["-config.file=/etc/loki/config/config.yaml"]), logs=logs)
+    findings = loki.diagnose(evidence, Settings())
+    assert [f.code for f in findings] == (["loki-frontend-worker-all-in-one"] if found else [])
+    if found:
+        assert any(line in e for e in findings[0].evidence)
+
+
+def test_the_ports_the_worker_dials_come_from_the_config() -> None:
+    text = "server:\n  grpc_listen_port: 9096\nfrontend_worker:\n  frontend_address: 'query-fe:9097'\n"
+    assert loki.worker_ports(text) == {"9096", "9097"}
+    assert loki.worker_ports("frontend_worker:\n  parallelism: 2\n") == {"9095"}
