@@ -24,7 +24,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -418,6 +418,16 @@ def _audit_from_row(row: sqlite3.Row) -> AuditEntry:
     )
 
 
+def _group_status(payload: WebhookPayload, alert_statuses: Iterable[str]) -> IncidentStatus:
+    """The incident fires while any of its alerts fires; it is resolved when all are. A truncated
+    notification (truncatedAlerts > 0) does not show every alert, but its status is Alertmanager's
+    for the whole group: "firing" then means some alert fires, shown or not."""
+    firing = any(s == "firing" for s in alert_statuses)
+    if firing or (payload.truncated_alerts > 0 and payload.status == "firing"):
+        return IncidentStatus.FIRING
+    return IncidentStatus.RESOLVED
+
+
 def _require_choice(value: str, allowed: Any, what: str) -> None:
     choices = get_args(allowed)
     if value not in choices:
@@ -586,11 +596,7 @@ class Store:
             ).fetchone()
             created = row is None
             if row is None:
-                status = (
-                    IncidentStatus.FIRING
-                    if any(a.status == "firing" for a in incoming.values())
-                    else IncidentStatus.RESOLVED
-                )
+                status = _group_status(payload, (a.status for a in incoming.values()))
                 cursor = conn.execute(
                     "INSERT INTO incidents (group_key, status, work_state, receiver, group_labels,"
                     " common_labels, common_annotations, external_url, truncated_alerts, created_at,"
@@ -649,6 +655,14 @@ class Store:
                     updates.append((*fields, now, old["id"]))
                     gained_firing |= old["status"] == "resolved" and alert.status == "firing"
                     statuses[fingerprint] = alert.status
+            # A resolved notification means the whole group is resolved (Alertmanager's status counts
+            # every alert): alerts it no longer lists, or left out (truncatedAlerts), are resolved too.
+            resolved_elsewhere: list[tuple[float, int]] = []
+            if payload.status == "resolved":
+                for fingerprint, old in stored.items():
+                    if fingerprint not in incoming and statuses[fingerprint] == "firing":
+                        resolved_elsewhere.append((now, old["id"]))
+                        statuses[fingerprint] = "resolved"
 
             if inserts:
                 conn.executemany(
@@ -662,16 +676,15 @@ class Store:
                     " generator_url = ?, updated_at = ? WHERE id = ?",
                     updates,
                 )
+            if resolved_elsewhere:
+                conn.executemany(
+                    "UPDATE alerts SET status = 'resolved', updated_at = ? WHERE id = ?", resolved_elsewhere
+                )
             if created:
                 return IntakeResult(incident_id, created=True, changed=True, pending=True)
 
             assert row is not None
-            # The incident fires while any of its alerts fires; it is resolved when all are.
-            status = (
-                IncidentStatus.FIRING
-                if any(s == "firing" for s in statuses.values())
-                else IncidentStatus.RESOLVED
-            )
+            status = _group_status(payload, statuses.values())
             old_incident_fields = (
                 row["receiver"],
                 row["group_labels"],
@@ -681,15 +694,19 @@ class Store:
                 row["truncated_alerts"],
             )
             changed = (
-                bool(inserts or updates) or status != row["status"] or incident_fields != old_incident_fields
+                bool(inserts or updates or resolved_elsewhere)
+                or status != row["status"]
+                or incident_fields != old_incident_fields
             )
             if not changed:
                 return IntakeResult(incident_id, created=False, changed=False)
             # Re-diagnosis rule: an incident is (re)queued as PENDING only when it is created (above) or
             # gains a firing alert (a new fingerprint firing, or a resolved one firing again with a new
-            # startsAt). Label/annotation/endsAt updates and resolutions never requeue. An incident
-            # being EXECUTING is left alone: the running execution owns it until it finishes.
-            requeue = gained_firing and row["work_state"] != WorkState.EXECUTING.value
+            # startsAt, or a truncated notification saying a resolved group fires again). Label/annotation/
+            # endsAt updates and resolutions never requeue. An incident being EXECUTING is left alone:
+            # the running execution owns it until it finishes.
+            refired = status is IncidentStatus.FIRING and row["status"] == IncidentStatus.RESOLVED.value
+            requeue = (gained_firing or refired) and row["work_state"] != WorkState.EXECUTING.value
             conn.execute(
                 "UPDATE incidents SET status = ?, receiver = ?, group_labels = ?, common_labels = ?,"
                 " common_annotations = ?, external_url = ?, truncated_alerts = ?, updated_at = ?,"

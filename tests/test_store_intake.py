@@ -257,6 +257,53 @@ async def test_late_firing_notice_for_an_already_resolved_period_is_ignored(tmp_
     assert incident is not None and incident.status is IncidentStatus.RESOLVED
 
 
+async def test_truncated_notification_follows_alertmanagers_group_status(tmp_store: Store) -> None:
+    """With max_alerts, Alertmanager leaves alerts out (truncatedAlerts) but its status counts them all."""
+    # Firing, though the one alert shown is resolved: some alert left out fires.
+    first = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", "resolved")], status="firing", truncated_alerts=2)
+    )
+    incident = await tmp_store.get_incident(first.incident_id)
+    assert incident is not None and incident.status is IncidentStatus.FIRING
+    await tmp_store.save_diagnosis(first.incident_id, [], dry_run_diff=None, error=None)
+
+    # Later notifications show other alerts; the group fires on.
+    await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("b"), make_alert("c")], status="firing", truncated_alerts=1)
+    )
+    # Resolved: every alert is, including "c", which this notification leaves out.
+    done = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", "resolved"), make_alert("b", "resolved")], truncated_alerts=1)
+    )
+    incident = await tmp_store.get_incident(first.incident_id)
+    assert done.changed and not done.pending
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+    assert {a.fingerprint: a.status for a in incident.alerts} == {
+        "a": "resolved",
+        "b": "resolved",
+        "c": "resolved",
+    }
+
+    # A truncated firing notification for the resolved group: it fires again, so it is diagnosed again.
+    again = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", "resolved")], status="firing", truncated_alerts=3)
+    )
+    incident = await tmp_store.get_incident(first.incident_id)
+    assert again.changed and again.pending
+    assert incident is not None and incident.status is IncidentStatus.FIRING
+    assert incident.work_state is WorkState.PENDING
+
+
+async def test_resolved_notification_resolves_alerts_it_no_longer_lists(tmp_store: Store) -> None:
+    """A resolved group is resolved as a whole, even if the notification about one alert was lost."""
+    first = await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), make_alert("b")]))
+    done = await tmp_store.record_webhook(make_payload("g1", [make_alert("b", "resolved")]))
+    incident = await tmp_store.get_incident(first.incident_id)
+    assert done.changed and not done.pending
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+    assert [a.status for a in incident.alerts] == ["resolved", "resolved"]
+
+
 async def test_new_firing_alert_does_not_disturb_an_executing_incident(tmp_store: Store) -> None:
     result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
     assert await tmp_store.set_work_state(result.incident_id, WorkState.EXECUTING)
