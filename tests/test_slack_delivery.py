@@ -186,3 +186,49 @@ async def test_bare_web_api_payloads_from_other_writers_are_sent_as_they_are(
     assert await worker.deliver_due() == 1
     assert [c.args["text"] for c in slack_api.ok_calls("chat.postMessage")] == ["ok"]
     assert await store.outbox_backlog() == 0
+
+
+async def test_an_outage_across_a_restart_loses_no_update(tmp_path: Path, slack_api: SlackApiServer) -> None:
+    # Slack is down (500) while pitcrew queues a post, a reply and an update; pitcrew restarts (the
+    # store is closed and opened again, a new worker); once Slack is back every update arrives, in order.
+    clock = StepClock()
+    path = str(tmp_path / "restart.db")
+    store = await Store.open(path)
+    try:
+        incident_id = await seed_incident(store)
+        thread_key = incident_thread(incident_id)
+        parent = {"channel": "C-ALERTS", "text": "v1"}
+        await enqueue(store, thread_key, "chat.postMessage", OutboxPayload("parent", parent, incident_id))
+        await enqueue(
+            store, thread_key, "chat.postMessage", OutboxPayload("reply", {"text": "r1"}, incident_id)
+        )
+        await enqueue(
+            store,
+            thread_key,
+            "chat.postMessage",
+            OutboxPayload("parent", {**parent, "text": "v2"}, incident_id),
+        )
+        slack_api.fail_next("chat.postMessage", status=500, times=3)
+        for _ in range(3):
+            assert await worker_for(store, slack_api, clock).deliver_due() == 1
+            clock.now += 61
+        assert slack_api.ok_calls() == [] and await store.outbox_backlog() == 3
+    finally:
+        await store.close()
+
+    store = await Store.open(path)
+    try:
+        worker = worker_for(store, slack_api, clock)
+        for _ in range(10):  # bounded
+            if await worker.deliver_due() == 0:
+                break
+        assert await store.outbox_backlog() == 0
+        assert [(c.method, c.args.get("text")) for c in slack_api.ok_calls()] == [
+            ("chat.postMessage", "v1"),
+            ("chat.postMessage", "r1"),
+            ("chat.update", "v2"),
+        ]
+        _, ts = await store.get_slack_message(incident_id) or ("", "")
+        assert slack_api.ok_calls()[1].thread_ts == ts
+    finally:
+        await store.close()
