@@ -340,6 +340,11 @@ class WebhookAuth:
             if user_ok & password_ok:
                 return
             raise Unauthorized("wrong basic credentials")
+        if not credentials:
+            # A lone word is most likely a credential sent without its scheme: never echo it.
+            raise Unauthorized(
+                "malformed Authorization header (expected 'Bearer <token>' or 'Basic <credentials>')"
+            )
         raise Unauthorized(f"unsupported authorization scheme {scheme!r}")
 
 

@@ -342,6 +342,9 @@ def test_accepted_credentials(auth: WebhookAuth, header: str) -> None:
     auth.check(header)
 
 
+MALFORMED = "malformed Authorization header (expected 'Bearer <token>' or 'Basic <credentials>')"
+
+
 @pytest.mark.parametrize(
     ("auth", "header", "reason"),
     [
@@ -356,6 +359,8 @@ def test_accepted_credentials(auth: WebhookAuth, header: str) -> None:
         (BASIC, basic("other", "pa:ss"), "wrong basic credentials"),
         (BASIC, "Basic not-base64!", "malformed basic credentials"),
         (BOTH, "Token s3cret-token", "unsupported authorization scheme 'token'"),
+        (BOTH, "s3cret-token", MALFORMED),  # the token without its scheme: not echoed (it is logged)
+        (BOTH, "Token", MALFORMED),
     ],
 )
 def test_rejected_credentials(auth: WebhookAuth, header: str | None, reason: str) -> None:
