@@ -214,6 +214,11 @@ class Hosts:
                 f"({', '.join(spec.data_path_prefixes) or 'none configured'})"
             )
 
+    def check_allowed(self, host: str, path: str) -> None:
+        """Raise HostError unless `host` is configured and `path` lies under its data path prefixes.
+        No connection: the executor checks every host step this way before a plan's first change."""
+        self._check_path(self._spec(host), path)
+
     @contextlib.asynccontextmanager
     async def _session(self, host: str) -> AsyncIterator[_Session]:
         """One SSH connection for one operation: its path checks and its command share it."""

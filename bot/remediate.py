@@ -581,6 +581,23 @@ async def _do_host(
     return _host_step_text(step), backup_id
 
 
+def preflight(plan: Plan, hosts: Hosts | None) -> list[str]:
+    """Why steps would fail for reasons known before anything changes (a host step's host not
+    configured, its path outside the host's data path prefixes). Checked up front, so a plan does
+    not stop half-way with its first changes applied."""
+    problems = []
+    for index, step in enumerate(plan.steps, start=1):
+        if not isinstance(step, HostCommandStep):
+            continue
+        try:
+            if hosts is None:
+                raise HostError(f"host {step.host!r} is not configured (no hosts are configured)")
+            hosts.check_allowed(step.host, step.path)
+        except HostError as exc:
+            problems.append(f"step {index} ({step.action} {step.target}): {exc}")
+    return problems
+
+
 async def execute(
     findings_or_plan: Plan | Sequence[Finding],
     *,
@@ -635,7 +652,11 @@ async def execute(
     restarted: dict[ObjectRef, str] = {}
     failure: str | None = None
     try:
-        for index, step in enumerate(plan.steps):
+        problems = preflight(plan, hosts)
+        if problems:
+            failure = f"not started, nothing was changed: {'; '.join(problems)}"
+            await run.emit(-1, "preflight", "failed", "; ".join(problems))
+        for index, step in enumerate(plan.steps if failure is None else ()):
             if confirm is not None and not await confirm(index, step):
                 await run.emit(index, step.action, "skipped", f"not confirmed: {step.description}")
                 failure = f"stopped before step {index + 1}: not confirmed"

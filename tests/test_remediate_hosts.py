@@ -144,3 +144,54 @@ async def test_host_step_outside_data_prefix_fails_and_changes_nothing(
     assert "not under a configured data path prefix" in result.detail
     assert result.backups == ()
     assert os.lstat("/etc").st_uid == etc_before.st_uid
+
+
+async def test_host_steps_are_checked_before_the_first_change(
+    sshd_server: SshdServer,
+    kube_writes: tuple[KubeHarness, WriteSemantics],
+    tmp_store: Store,
+    tmp_path: Path,
+) -> None:
+    """A plan whose later host step cannot run (host not configured, path outside the data prefixes)
+    fails before its first step: the StatefulSet patch in front of it is never applied."""
+    from tests.test_remediate_e2e import seed_findings
+
+    kube, _ = kube_writes
+    prometheus_plan = seed_findings(kube)[0].plan
+    assert prometheus_plan is not None
+    patch_step = prometheus_plan.steps[0]
+
+    def host_step(path: str) -> HostCommandStep:
+        return HostCommandStep(
+            target=ObjectRef("PersistentVolume", "prometheus-pv"),
+            host="masternode",
+            operation="chown",
+            path=path,
+            uid=65534,
+            gid=65534,
+            description="chown the data directory",
+        )
+
+    config = parse_config({"remediation": {"backup_dir": str(tmp_path / "backups")}})
+    cases = (
+        (None, str(sshd_server.data_root), "host 'masternode' is not configured"),
+        (Hosts([sshd_server]), "/etc", "'/etc' on masternode is not under a configured data path prefix"),
+    )
+    async with kube.cluster() as cluster:
+        for hosts, path, reason in cases:
+            result = await execute(
+                Plan(steps=(patch_step, host_step(path))),
+                incident_id=None,
+                actor="cli",
+                cluster=cluster,
+                hosts=hosts,
+                store=tmp_store,
+                config=config,
+                on_event=ignore,
+            )
+            events = list(result.events)
+            assert result.outcome == "failed"
+            assert result.detail.startswith("not started, nothing was changed: step 2 (host-command")
+            assert reason in result.detail
+            assert result.backups == () and not [e for e in events if e.step_index >= 0]
+            assert kube.count(verb="patch", dry_run=False) == 0
