@@ -5,7 +5,7 @@
 6. one remediation at a time per object, across incidents (the store's target locks).
 
 (3 dry run: test_remediate_e2e / test_remediate_cli; 4 concurrent change: test_remediate_e2e;
-5 validation and rollback: test_remediate_e2e; 6 one execution per incident: test_remediate_e2e;
+5 validation and rollback: test_remediate_e2e, and here the reverse order of the undo; 6 one execution per incident: test_remediate_e2e;
 7 audit and events: test_remediate_e2e.)
 """
 
@@ -199,3 +199,55 @@ async def test_dry_run_reports_unreadable_or_missing_objects_as_dry_run_failures
     async with kube.cluster() as cluster:
         with pytest.raises(DryRunFailed, match="monitoring/StatefulSet/prometheus not found"):
             await dry_run(findings, cluster)
+
+
+async def test_rollback_on_failure_undoes_completed_steps_in_reverse_order(
+    kube_writes: Kube, tmp_store: Store, tmp_path: Path
+) -> None:
+    """Rule 5 with `rollback_on_failure: true`: the StatefulSet patch and the ConfigMap edit are done,
+    the wait fails (the pod never becomes Ready); the ConfigMap is restored first, then the
+    StatefulSet, each to exactly its backup, and the audit log has every undo with its actor."""
+    from tests.test_remediate_e2e import NS
+
+    kube, _ = kube_writes
+    prometheus, loki = seed_findings(kube)
+    assert prometheus.plan is not None and loki.plan is not None
+    sts_before = live_object(kube, "StatefulSet", "prometheus", NS)
+    cm_before = live_object(kube, "ConfigMap", "loki-config", NS)
+    assert sts_before is not None and cm_before is not None
+    plan = Plan(
+        steps=(prometheus.plan.steps[0], loki.plan.steps[0], prometheus.plan.steps[2]),
+        validation=("pvcs-bound",),
+    )
+    config = parse_config(
+        {
+            "remediation": {
+                "backup_dir": str(tmp_path / "b"),
+                "rollback_on_failure": True,
+                "wait_ready_timeout_seconds": 0.2,
+            }
+        }
+    )
+    async with kube.cluster() as cluster:
+        result = await execute(
+            plan,
+            incident_id=None,
+            actor="U7",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            config=config,
+            on_event=ignore,
+            poll_interval_seconds=0.05,
+        )
+    assert result.outcome == "rolled-back", result.detail
+    assert "step 3 (wait-ready monitoring/Pod/prometheus-0) failed" in result.detail
+    restores = [(e.step_index, e.phase) for e in result.events if e.action == "restore"]
+    assert restores == [(1, "rolled-back"), (0, "rolled-back")]
+    sts_after = live_object(kube, "StatefulSet", "prometheus", NS)
+    cm_after = live_object(kube, "ConfigMap", "loki-config", NS)
+    assert sts_after is not None and cm_after is not None
+    assert sts_after["spec"] == sts_before["spec"] and cm_after["data"] == cm_before["data"]
+    audit = await tmp_store.list_audit()
+    undone = [a.action for a in audit if a.actor == "U7" and a.action.endswith("restore rolled-back")]
+    assert sorted(undone) == ["step 1 restore rolled-back", "step 2 restore rolled-back"]
