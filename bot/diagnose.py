@@ -37,7 +37,7 @@ from bot.model import (
     WaitReadyStep,
     finding_to_json,
 )
-from bot.redact import redact, redact_lines
+from bot.redact import redact, redact_json, redact_lines
 from handlers import GENERIC_CODES, HANDLERS, POD_CAUSE_CODES, POD_PROBLEM_CODES
 from handlers.base import HostTarget, Settings
 
@@ -337,7 +337,8 @@ def render_text(diagnosis: Diagnosis) -> str:
 
 def render_json(diagnosis: Diagnosis) -> str:
     doc: dict[str, Any] = {
-        "findings": [finding_to_json(f) for f in diagnosis.findings],
+        # Plans quote ConfigMap contents and pod specs (test ops) exactly; what is printed is redacted.
+        "findings": [redact_json(finding_to_json(f)) for f in diagnosis.findings],
         "collection_errors": list(diagnosis.collection_errors),
         "handler_errors": list(diagnosis.handler_errors),
         "namespaces": list(diagnosis.namespaces),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 
@@ -18,6 +19,8 @@ _SECRET_NAME = (
     r"[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
     r"credentials?|auth[_-]?key|session[_-]?id|cookie)[\w.-]*"
 )
+
+_SECRET_KEY = re.compile(rf"(?i)^{_SECRET_NAME}$")
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization headers: "Authorization: Basic abc", "authorization=abc"; bare "Bearer abc".
@@ -64,3 +67,27 @@ def redact(text: str) -> str:
 
 def redact_lines(lines: Iterable[str]) -> list[str]:
     return [redact(line) for line in lines]
+
+
+def redact_json(value: Any) -> Any:
+    """A redacted deep copy of JSON data: text redacted line by line, the value of a secret-named key
+    masked, and so is an env entry's `value` when its `name` is secret-named (`{name:
+    DB_PASSWORD, value: ...}`, as pod specs quoted in JSON Patch `test` ops carry them)."""
+    if isinstance(value, str):
+        return "\n".join(redact_lines(value.split("\n")))
+    if isinstance(value, list | tuple):
+        return [redact_json(v) for v in value]
+    if isinstance(value, dict):
+        name = value.get("name")
+        secret_entry = isinstance(name, str) and bool(_SECRET_KEY.match(name))
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            names_a_reference = str(key).endswith(("Name", "Ref"))  # secretName says which, not what
+            if isinstance(item, str) and (
+                (_SECRET_KEY.match(str(key)) and not names_a_reference) or (secret_entry and key == "value")
+            ):
+                out[key] = MASK
+            else:
+                out[key] = redact_json(item)
+        return out
+    return value

@@ -9,7 +9,7 @@ import pytest
 from bot.diagnose import diagnose
 from bot.evidence import Evidence
 from bot.model import Finding, ObjectRef, Severity
-from bot.redact import redact
+from bot.redact import redact, redact_json
 from bot.snapshot import read_bundle
 from handlers import HANDLERS, HandlerRegistryError, validate_handlers
 from handlers.base import Settings
@@ -184,3 +184,26 @@ def test_a_selector_mismatch_naming_the_same_pod_is_not_a_cause_of_missing_endpo
     assert by_code.keys() == {"oom-killed", "service-selector-mismatch", "service-no-endpoints"}
     assert ObjectRef("Pod", "shop-0", "store") in by_code["service-selector-mismatch"].objects
     assert by_code["service-no-endpoints"].caused_by == ("oom-killed",)
+
+
+def test_redact_json_masks_secret_values_but_not_names_of_secrets() -> None:
+    spec = {
+        "env": [
+            {"name": "GF_SECURITY_ADMIN_PASSWORD", "value": "admin123"},
+            {"name": "LOG_LEVEL", "value": "debug"},
+            {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+        ],
+        "volumes": [{"name": "tls", "secret": {"secretName": "grafana-tls"}}],
+        "config": "server:\n  http_listen_port: 3100\nsecret_access_key: abc123\n",
+        "password": "plain",
+    }
+    assert redact_json(spec) == {
+        "env": [
+            {"name": "GF_SECURITY_ADMIN_PASSWORD", "value": "***"},
+            {"name": "LOG_LEVEL", "value": "debug"},
+            {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+        ],
+        "volumes": [{"name": "tls", "secret": {"secretName": "grafana-tls"}}],
+        "config": "server:\n  http_listen_port: 3100\nsecret_access_key: ***\n",
+        "password": "***",
+    }

@@ -110,3 +110,41 @@ def test_save_then_read_back_gives_the_same_findings(tmp_path: Path) -> None:
     assert (tmp_path / "copy" / "00-ANALYSIS-AND-RECOMMENDATIONS.txt").read_text().startswith("=" * 78)
     after = diagnose(read_bundle(tmp_path / "copy"))
     assert after.findings == before.findings
+
+
+def test_json_output_redacts_what_the_plans_quote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The Loki edit quotes the whole config (object-store credentials); the securityContext patch
+    # pins the pod spec as seen with a `test` op (a literal password env). Both are printed redacted.
+    shutil.copytree(SEED, tmp_path / "b")
+    configmaps = tmp_path / "b" / "monitoring" / "configmaps.yaml"
+    configmaps.write_text(
+        configmaps.read_text().replace(
+            "        log_level: info\n",
+            "        log_level: info\n      storage_config:\n        aws:\n"
+            "          secret_access_key: S3cr3tS3Key\n",
+            1,
+        )
+    )
+    statefulsets = tmp_path / "b" / "monitoring" / "statefulsets.yaml"
+    statefulsets.write_text(
+        statefulsets.read_text().replace(
+            "          image: prom/prometheus:v2.48.0\n",
+            "          image: prom/prometheus:v2.48.0\n          env:\n"
+            "          - name: REMOTE_WRITE_PASSWORD\n            value: hunter2-remote\n",
+            1,
+        )
+    )
+    assert main(["diagnose", "--snapshot", str(tmp_path / "b"), "-o", "json"]) == 1
+    out = capsys.readouterr().out
+    assert "S3cr3tS3Key" not in out and "hunter2-remote" not in out
+    steps = {s["action"]: s for f in json.loads(out)["findings"] if f["plan"] for s in f["plan"]["steps"]}
+    assert "secret_access_key: ***" in steps["edit-configmap"]["old_content"]
+    assert "# frontend_worker:" in steps["edit-configmap"]["new_content"]
+    pinned = steps["patch"]["ops"][0]["value"]["containers"][0]["env"]
+    assert pinned == [{"name": "REMOTE_WRITE_PASSWORD", "value": "***"}]
+    # The plan that executes keeps the exact contents.
+    evidence = read_bundle(tmp_path / "b")
+    edit = next(
+        s for f in diagnose(evidence).findings if f.plan for s in f.plan.steps if s.action == "edit-configmap"
+    )
+    assert isinstance(edit, EditConfigMapStep) and "S3cr3tS3Key" in edit.old_content
