@@ -5,8 +5,8 @@
 6. one remediation at a time per object, across incidents (the store's target locks).
 
 (3 dry run: test_remediate_e2e / test_remediate_cli; 4 concurrent change: test_remediate_e2e;
-5 validation and rollback: test_remediate_e2e, and here the reverse order of the undo; 6 one execution per incident: test_remediate_e2e;
-7 audit and events: test_remediate_e2e.)
+5 validation and rollback: test_remediate_e2e, and here the reverse order of the undo;
+6 one execution per incident: test_remediate_e2e; 7 audit and events: test_remediate_e2e.)
 """
 
 from __future__ import annotations
