@@ -595,6 +595,11 @@ async def test_live_diagnosis_plans_are_executed_end_to_end(
     cm_after = live_object(kube, "ConfigMap", "loki-config", NS)
     assert cm_after is not None
     assert "\nfrontend_worker:" not in cm_after["data"][LOKI_KEY]
+    # The handler's edit keeps every other byte of the file, and the other keys, as they were.
+    assert cm_after["data"][LOKI_KEY] == cm_before["data"][LOKI_KEY].replace(FRONTEND_WORKER, COMMENTED)
+    assert {k: v for k, v in cm_after["data"].items() if k != LOKI_KEY} == {
+        k: v for k, v in cm_before["data"].items() if k != LOKI_KEY
+    }
     assert set(kubelet.recreated) == {"monitoring/prometheus-0", "monitoring/loki-0"}
 
 
