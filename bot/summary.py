@@ -23,7 +23,7 @@ import time
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot.evidence import Evidence, Pod, Scope, Workload
 from bot.model import CheckResult, Incident, IncidentStatus, JsonValue, ObjectRef
@@ -996,7 +996,7 @@ async def build_summary(
     if deps.cluster is None and deps.snapshot_dir is None:
         own_cluster, connect_error = _connect(deps.config)
     try:
-        gather_deps = deps if own_cluster is None else _with_cluster(deps, own_cluster)
+        gather_deps = deps if own_cluster is None else dataclasses.replace(deps, cluster=own_cluster)
         evidence: Evidence | None = None
         error: str | None = connect_error
         cluster: Cluster | None = None
@@ -1040,38 +1040,9 @@ def _connect(config: Config) -> tuple[Cluster | None, str | None]:
         return None, str(exc)
 
 
-def _with_cluster(deps: SummaryDeps, cluster: Cluster) -> SummaryDeps:
-    return dataclasses.replace(deps, cluster=cluster)
-
-
 # ---------------------------------------------------------------------------------------------
 # `pitcrew summary`
 # ---------------------------------------------------------------------------------------------
-
-
-def _config_from_args(args: argparse.Namespace) -> Config:
-    from bot.config import ClusterConfig, Config, load_config
-
-    config = load_config(args.config) if getattr(args, "config", None) else Config()
-    kubeconfig = getattr(args, "kubeconfig", None)
-    context = getattr(args, "context", None)
-    if kubeconfig or context:
-        c = config.cluster
-        cluster = ClusterConfig(
-            kubeconfig=kubeconfig or c.kubeconfig,
-            context=context or c.context,
-            in_cluster=False if kubeconfig else c.in_cluster,
-            namespaces=c.namespaces,
-            request_timeout_seconds=c.request_timeout_seconds,
-            log_tail_lines=c.log_tail_lines,
-            log_concurrency=c.log_concurrency,
-        )
-        config = _replace_cluster(config, cluster)
-    return config
-
-
-def _replace_cluster(config: Config, cluster: Any) -> Config:
-    return dataclasses.replace(config, cluster=cluster)
 
 
 async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummary:
@@ -1092,9 +1063,10 @@ async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummar
 def cli_summary(args: argparse.Namespace) -> int:
     """`pitcrew summary`: exit 0 all healthy, 1 problems (or the cluster could not be read), 2 bad input."""
     from bot.config import ConfigError
+    from bot.validate import load_cli_config
 
     try:
-        config = _config_from_args(args)
+        config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"pitcrew summary: {problem}", file=sys.stderr)
