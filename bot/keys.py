@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.hosts import Hosts
     from bot.incidents import WebhookCommitter
     from bot.metrics import IntakeMetrics, MetricsRegistry
+    from bot.schedule import SummaryScheduler
     from bot.slack.service import SlackService
     from bot.store import Store
     from bot.workers import IncidentWorkers, Processor
@@ -38,3 +39,4 @@ SLACK: web.AppKey[SlackService] = web.AppKey("slack")
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 CLUSTER_ERROR: web.AppKey[str] = web.AppKey("cluster_error")  # why there is no CLUSTER
 HOSTS: web.AppKey[Hosts] = web.AppKey("hosts")
+SCHEDULER: web.AppKey[SummaryScheduler] = web.AppKey("summary_scheduler")

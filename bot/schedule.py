@@ -186,11 +186,9 @@ def last_run_key(schedule_name: str) -> str:
 
 
 def deps_from_app(app: web.Application) -> SummaryDeps:
-    """What a summary reads, from the running application (cluster: its own if the app has one)."""
-    # keys.CLUSTER exists once the cluster adapter has an app-wide context; until then (and in
-    # processes without one) each summary connects for its own run.
-    cluster_key = getattr(keys, "CLUSTER", None)
-    cluster = app.get(cluster_key) if cluster_key is not None else None
+    """What a summary reads, from the running application. Without the app's cluster client (its
+    kubeconfig could not be loaded), each summary tries to connect for its own run."""
+    cluster = app.get(keys.CLUSTER)
 
     def wake_outbox() -> None:
         service = app.get(keys.SLACK)
@@ -419,9 +417,6 @@ class SummaryScheduler:
         await asyncio.sleep(0)
 
 
-SCHEDULER: web.AppKey[SummaryScheduler] = web.AppKey("summary_scheduler", SummaryScheduler)
-
-
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx entry: start the summary scheduler (after the store and Slack), stop it on exit."""
     config = app[keys.CONFIG]
@@ -433,7 +428,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     scheduler = SummaryScheduler(deps_from_app(app), config.schedules)
-    app[SCHEDULER] = scheduler
+    app[keys.SCHEDULER] = scheduler
     await scheduler.start()
     _log.info("health summaries scheduled: %s", ", ".join(config_line(s) for s in config.schedules))
     try:

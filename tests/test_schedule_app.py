@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from bot import keys
 from bot.app import create_app
 from bot.config import Config, parse_config
-from bot.schedule import SCHEDULER, last_run_key
+from bot.schedule import last_run_key
 from tests.support.kube import KubeHarness
 from tests.support.schedule import degraded_namespace
 from tests.support.slack import BOT_TOKEN, SIGNING_SECRET, SlackApiServer, sign, slash_command_body
@@ -81,7 +81,7 @@ async def test_missed_run_is_posted_at_start_up_and_summary_command_answers(
     kube.seed(degraded_namespace("monitoring"))
     app = create_app(app_config(tmp_path, kube, slack_api, cron_a_minute_ago()), processor=no_processing)
     client = await aiohttp_client(app)
-    scheduler = app[SCHEDULER]
+    scheduler = app[keys.SCHEDULER]
     await scheduler.wait_idle()
     assert [r.outcome for r in scheduler.results] == ["posted"]
     await slack_api.wait_for(
@@ -114,7 +114,7 @@ async def test_no_scheduler_when_slack_is_disabled(
         app_config(tmp_path, kube, slack_api, cron_a_minute_ago(), slack=False), processor=no_processing
     )
     client = await aiohttp_client(app)
-    assert SCHEDULER not in app
+    assert keys.SCHEDULER not in app
     assert await app[keys.STORE].get_kv(last_run_key("daily")) is None
     await client.close()
     assert slack_api.ok_calls("chat.postMessage") == []
