@@ -1347,9 +1347,7 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], clock: Calla
         conn.execute("COMMIT")
     current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
     if current > known:
-        raise SchemaTooNew(
-            f"store schema version {current} is newer than this pitcrew knows ({known}); upgrade pitcrew"
-        )
+        raise SchemaTooNew(_too_new(current, known))
     return cast(int, current)
 
 
