@@ -283,7 +283,9 @@ def render_text(diagnosis: Diagnosis) -> str:
     out.append("SUMMARY")
     out.append("-------")
     findings = diagnosis.findings
-    if not findings:
+    if not findings and diagnosis.collection_errors:
+        out.append("No problems found in what could be read; see below for what could not.")
+    elif not findings:
         out.append("No problems found: every pod, service and volume in scope looks healthy.")
     else:
         counts = {s: sum(1 for f in findings if f.severity == s) for s in Severity}

@@ -609,6 +609,12 @@ class Evidence:
 
     # -- lookups ------------------------------------------------------------------------------
 
+    def unlisted(self, resource: str, namespace: str | None = None) -> bool:
+        """Whether listing `resource` (RBAC plural, e.g. "pods") failed in `namespace` (None: the
+        cluster-scoped list): then an object missing from the evidence proves nothing."""
+        where = f" in {namespace}" if namespace else ""
+        return any(e.startswith(f"cannot list {resource}{where}:") for e in self.errors)
+
     def log(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> tuple[str, ...]:
         return self.logs.get(LogKey(namespace, pod, container, previous), ())
 

@@ -20,7 +20,7 @@ MISSING = re.compile(
 
 
 def _missing_configmaps(evidence: Evidence, pod: Pod, container_name: str) -> list[str]:
-    if any(e.startswith("cannot list configmaps") for e in evidence.errors):
+    if evidence.unlisted("configmaps", pod.namespace):
         return []  # not readable: absence proves nothing
     container = pod.spec.container(container_name)
     out: list[str] = []

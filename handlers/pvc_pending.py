@@ -24,7 +24,7 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
         pvc = evidence.pvc(namespace, claim)
         pod_names = ", ".join(p.name for p in pods)
         if pvc is None:
-            if any(e.startswith("cannot list persistentvolumeclaims") for e in evidence.errors):
+            if evidence.unlisted("persistentvolumeclaims", namespace):
                 continue  # unknown, not missing
             findings.append(
                 Finding(

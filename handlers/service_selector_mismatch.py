@@ -47,8 +47,8 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
         if not service.selector or service.type == "ExternalName":
             continue
         namespace = service.meta.namespace or ""
-        if evidence.pods_selected_by(namespace, service.selector):
-            continue
+        if evidence.unlisted("pods", namespace) or evidence.pods_selected_by(namespace, service.selector):
+            continue  # pods not readable: "matches no pod" would be a guess
         # A workload scaled to zero on purpose is not a mismatch.
         scaled_down = [
             w

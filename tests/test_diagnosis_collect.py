@@ -59,6 +59,18 @@ async def test_forbidden_list_degrades_gracefully(kube: KubeHarness) -> None:
     assert codes[0] == "volume-permission-denied" and "loki-frontend-worker-all-in-one" not in codes
 
 
+async def test_forbidden_pods_are_not_reported_as_a_healthy_cluster(kube: KubeHarness) -> None:
+    kube.seed_bundle(SEED)
+    kube.forbid("pods", namespace="monitoring")
+    async with kube.cluster() as cluster:
+        evidence = await cluster.collect(Scope(("monitoring",)))
+    assert evidence.errors == ("cannot list pods in monitoring: forbidden",)
+    text = render_text(diagnose(evidence))
+    assert "looks healthy" not in text
+    assert "No problems found in what could be read" in text
+    assert "  - cannot list pods in monitoring: forbidden" in text
+
+
 def _pods(count: int) -> list[dict[str, object]]:
     pods: list[dict[str, object]] = []
     for i in range(count):

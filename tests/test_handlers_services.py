@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.model import ObjectRef
 from handlers import service_no_endpoints, service_selector_mismatch
 from handlers.base import Settings
 from tests.support.kube import container, endpoints, make_evidence, pod, running, service, workload
@@ -89,3 +90,11 @@ def test_traps_scaled_to_zero_and_selectorless_services() -> None:
     manual = service("external-db", "shop", {})
     objects = [service("batch", "shop", {"app": "batch"}), zero, manual]
     assert service_selector_mismatch.diagnose(make_evidence(objects), Settings()) == []
+
+
+def test_trap_pods_that_could_not_be_listed_are_not_a_selector_mismatch() -> None:
+    objects = [service("api", "shop", {"app": "api"}), service("web", "store", {"app": "web"})]
+    evidence = make_evidence(objects, errors=["cannot list pods in shop: forbidden"])
+    # shop's pods are unknown; store's were listed and none matches.
+    [finding] = service_selector_mismatch.diagnose(evidence, Settings())
+    assert finding.objects[0] == ObjectRef("Service", "web", "store")

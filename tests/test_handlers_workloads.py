@@ -312,3 +312,25 @@ def test_pod_unschedulable_quotes_the_scheduler() -> None:
     [finding] = pod_unschedulable.diagnose(make_evidence(objects), Settings())
     assert "3 Insufficient memory" in finding.summary
     assert pod_unschedulable.diagnose(make_evidence(_app(running("worker", ready=True))), Settings()) == []
+
+
+def test_absence_under_a_forbidden_list_proves_nothing() -> None:
+    env = [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "worker-settings", "key": "mode"}}}]
+    spec_container = container("worker", "example.com/worker:1.2", env=env)
+    status = waiting("worker", "CreateContainerConfigError", message="configmap not ready")
+    config_error = [pod("worker-1", "jobs", labels=LABELS, containers=[spec_container], statuses=[status])]
+    forbidden = make_evidence(config_error, errors=["cannot list configmaps in jobs: forbidden"])
+    [finding] = container_config_error.diagnose(forbidden, Settings())
+    assert not any("was not found" in line for line in finding.evidence)
+    elsewhere = make_evidence(config_error, errors=["cannot list configmaps in other: forbidden"])
+    [finding] = container_config_error.diagnose(elsewhere, Settings())
+    assert "ConfigMap worker-settings (referenced by worker) was not found" in finding.evidence
+
+    claim = _app(
+        waiting("worker", "ContainerCreating"),
+        phase="Pending",
+        volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+    )
+    unknown = make_evidence(claim, errors=["cannot list persistentvolumeclaims in jobs: forbidden"])
+    assert pvc_pending.diagnose(unknown, Settings()) == []
+    assert [f.code for f in pvc_pending.diagnose(make_evidence(claim), Settings())] == ["pvc-pending"]
