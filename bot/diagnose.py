@@ -380,6 +380,10 @@ def cli_diagnose(args: argparse.Namespace) -> int:
             evidence = read_bundle(args.snapshot, namespaces=namespaces)
         except BundleError as exc:
             return _fail(str(exc))
+        namespaced = (evidence.pods, evidence.events, evidence.services, evidence.workloads, evidence.pvcs)
+        if namespaces and not any(namespaced):
+            # A mistyped -n would otherwise read as "no problems found".
+            return _fail(f"{args.snapshot}: the bundle holds no objects in namespace {', '.join(namespaces)}")
         diagnosis = diagnose(evidence, settings=settings)
     else:
         from bot.cluster import Cluster, ClusterError

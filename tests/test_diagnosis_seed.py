@@ -82,6 +82,9 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "no such bundle directory" in capsys.readouterr().err
     assert main(["diagnose", "--snapshot", str(SEED), "--save", str(tmp_path / "x")]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+    assert main(["diagnose", "--snapshot", str(SEED), "-n", "monitorng"]) == 2
+    assert "the bundle holds no objects in namespace monitorng" in capsys.readouterr().err
+    assert main(["diagnose", "--snapshot", str(SEED), "-n", "monitoring", "-n", "logging"]) == 1
 
 
 def test_cli_healthy_bundle_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
