@@ -46,6 +46,8 @@ _log = logging.getLogger(__name__)
 
 SIGNATURE_MAX_AGE_SECONDS = 300  # Bolt's own limit; used here only to label the metric
 MANUAL_ALERTNAME = "PitcrewManualDiagnosis"
+SYNC_TASK = "slack-sync"
+SOCKET_CONNECT_TASK = "slack-socket-connect"
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class SlackService:
         metrics: SlackMetrics | None = None,
         alertmanager: AlertmanagerApi | None = None,
         sync_interval_seconds: float = 1.0,
+        socket_ping_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -151,6 +154,7 @@ class SlackService:
         self.alertmanager = alertmanager
         self._clock = clock
         self._sync_interval = sync_interval_seconds
+        self._socket_ping = socket_ping_seconds  # also slack_sdk's pause between connection attempts
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
         self.client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_base_url)
@@ -183,13 +187,18 @@ class SlackService:
 
     async def start(self) -> None:
         self.outbox.start()
-        self.spawn(self._sync_loop(), "slack-sync")
+        self.spawn(self._sync_loop(), SYNC_TASK)
         if self.settings.mode == "socket":
             assert self.settings.app_token
             self._socket = AsyncSocketModeHandler(
-                self.bolt, app_token=self.settings.app_token, web_client=self.client
+                self.bolt,
+                app_token=self.settings.app_token,
+                web_client=self.client,
+                ping_interval=self._socket_ping,
             )
-            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            # In the background: slack_sdk retries until it connects (or is closed), and a Slack outage
+            # must not hold up pitcrew's start-up (webhooks, probes), nor crash it.
+            self.spawn(self._socket.connect_async(), SOCKET_CONNECT_TASK)  # type: ignore[no-untyped-call]
 
     async def stop(self) -> None:
         if self._socket is not None:
@@ -202,10 +211,11 @@ class SlackService:
         await self.outbox.stop()
 
     async def drain(self, within: float = 10.0) -> None:
-        """Wait (bounded) for background tasks other than the sync loop to finish (tests, shutdown)."""
+        """Wait (bounded) for background work to finish (tests, shutdown): clicks, commands,
+        executions; not the sync loop or the Socket Mode connection, which run until stopped."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            busy = [t for t in self._tasks if t.get_name() != "slack-sync"]
+            busy = [t for t in self._tasks if t.get_name() not in (SYNC_TASK, SOCKET_CONNECT_TASK)]
             if not busy:
                 return
             await asyncio.wait(busy, timeout=max(0.0, deadline - time.monotonic()))
