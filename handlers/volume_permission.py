@@ -334,12 +334,22 @@ def _finding(evidence: Evidence, hits: list[_Hit], settings: Settings) -> Findin
                     WaitReadyStep(target=hit.pod.ref, description=f"wait until {hit.pod.name} is Ready")
                 )
     elif uid is None:
+        owner = (
+            f"the directory on {host} is owned by root, which does not tell"
+            if fact is not None and fact.uid == 0
+            else "no host facts show the directory's owner"
+        )
         evidence_lines.append(
             f"no automatic fix: the uid image {container.image} expects is unknown (add it to "
-            "diagnosis.image_uids) and no host facts show the directory's owner"
+            f"diagnosis.image_uids) and {owner}"
         )
     elif workload is None:
         evidence_lines.append(f"no automatic fix: {why_not_patchable(evidence, pod)}")
+    else:
+        evidence_lines.append(
+            f"no automatic fix: the pod already runs as uid {uid} with fsGroup {uid}; the volume's "
+            "own permissions (or its provisioner) need a look"
+        )
 
     names = ", ".join(sorted({h.pod.name for h in hits}))
     summary = (

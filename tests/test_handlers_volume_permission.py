@@ -300,6 +300,24 @@ def test_unknown_image_without_host_facts_has_no_automatic_plan() -> None:
     assert any("diagnosis.image_uids" in line for line in finding.evidence)
 
 
+def test_no_automatic_plan_says_why_root_owner_or_settings_already_right() -> None:
+    objects = _prometheus()
+    objects[0]["spec"]["template"]["spec"]["containers"][0]["image"] = "example.com/tsdb:1"  # type: ignore[index]
+    objects[1]["spec"]["containers"][0]["image"] = "example.com/tsdb:1"  # type: ignore[index]
+    logs = {("observability", "metrics-server-0", "prometheus-server", True): [PROM_LOCK]}
+    root_owned = {"worker-7": [{"path": "/mnt/disks/metrics", "uid": "0", "gid": "0"}]}
+    [finding] = volume_permission.diagnose(make_evidence(objects, logs=logs, hosts=root_owned), Settings())
+    assert finding.plan is None
+    assert finding.evidence[-1].endswith("the directory on worker-7 is owned by root, which does not tell")
+
+    already = _prometheus()
+    context = {"runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534, "runAsNonRoot": True}
+    already[0]["spec"]["template"]["spec"]["securityContext"] = context  # type: ignore[index]
+    [finding] = volume_permission.diagnose(make_evidence(already, logs=logs), Settings())
+    assert finding.plan is None
+    assert finding.evidence[-1].startswith("no automatic fix: the pod already runs as uid 65534 with fsGroup")
+
+
 def test_unknown_image_takes_the_owner_seen_on_the_host() -> None:
     objects = _prometheus()
     objects[0]["spec"]["template"]["spec"]["containers"][0]["image"] = "example.com/tsdb:1"  # type: ignore[index]
