@@ -186,6 +186,17 @@ def test_secrets_and_mrkdwn_are_neutralised() -> None:
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
 
 
+def test_status_line_and_command_lists_are_redacted() -> None:
+    # A diagnosis error and an execution's detail reach the status line and `/pitcrew history`.
+    failed = dataclasses.replace(
+        sample_incident(findings=()), diagnosis_error="GET http://admin:hunter2@prometheus:9090 failed"
+    )
+    message = B.render_incident(B.IncidentView(incident=failed, now=NOW)).to_json()
+    assert "Diagnosis failed" in json.dumps(message) and "hunter2" not in json.dumps(message)
+    lines = B.render_lines("History", ["execution 3 · failed: Authorization: Bearer s3cr3t-t0ken-value"])
+    assert "s3cr3t-t0ken-value" not in json.dumps(lines.to_json())
+
+
 def test_long_diff_is_truncated_with_a_note_and_posted_whole_in_the_thread() -> None:
     diff = "\n".join(f"+ line {i} <b>" for i in range(5000))
     section = B.diff_section(diff)

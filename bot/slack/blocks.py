@@ -280,7 +280,8 @@ def diff_is_truncated(diff: str) -> bool:
 def render_incident(view: IncidentView) -> Message:
     inc = view.incident
     blocks: list[Block] = [{"type": "header", "text": plain(header_text(inc), limits.MAX_HEADER_TEXT)}]
-    blocks.append(context(f"*Status:* {escape(status_line(view))}", f"Incident #{inc.id}"))
+    status = redact(status_line(view))  # carries diagnosis errors and execution details
+    blocks.append(context(f"*Status:* {escape(status)}", f"Incident #{inc.id}"))
     summary = inc.common_annotations.get("summary") or inc.common_annotations.get("description")
     if summary:
         blocks.append(section(escape(redact(summary))))
@@ -350,7 +351,7 @@ def render_incident(view: IncidentView) -> Message:
     if elements:
         blocks.append({"type": "actions", "block_id": f"incident-{inc.id}", "elements": elements})
 
-    text = f"{header_text(inc)} — {status_line(view)}"
+    text = f"{header_text(inc)} — {status}"
     return Message(text=truncate(text, 3000), blocks=tuple(blocks))
 
 
@@ -499,5 +500,7 @@ def _chunk_lines(lines: Sequence[str], max_blocks: int) -> list[Block]:
 
 def render_lines(title: str, lines: Sequence[str]) -> Message:
     blocks: list[Block] = [section(f"*{escape(title)}*")]
-    blocks.extend(_chunk_lines([escape(line) for line in lines] or ["(none)"], limits.MAX_MESSAGE_BLOCKS - 1))
+    blocks.extend(
+        _chunk_lines([escape(redact(line)) for line in lines] or ["(none)"], limits.MAX_MESSAGE_BLOCKS - 1)
+    )
     return Message(text=title, blocks=tuple(blocks))
