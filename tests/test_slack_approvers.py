@@ -10,7 +10,6 @@ from bot.slack.approvers import (
     ApproverRule,
     approvals_needed,
     check,
-    distinct_approvers,
     plan_codes,
     plan_namespaces,
 )
@@ -67,10 +66,9 @@ def test_approvals_needed(severity: Severity, two: bool, expected: int) -> None:
     assert approvals_needed(policy, sample_findings(severity=severity)) == expected
 
 
-def test_plan_codes_and_distinct_approvers() -> None:
+def test_plan_codes() -> None:
     assert plan_codes(sample_findings()) == ("prometheus-storage-permission",)
     assert plan_codes(sample_findings(with_plan=False)) == ()
-    assert distinct_approvers(["U1", "U2", "U1", "U3"]) == ["U1", "U2", "U3"]
 
 
 @pytest.mark.parametrize(

@@ -108,12 +108,3 @@ def plan_namespaces(findings: Iterable[Finding]) -> tuple[str, ...]:
 def approvals_needed(policy: ApprovalPolicy, findings: Iterable[Finding]) -> int:
     critical = any(f.has_automatic_plan and f.severity is Severity.CRITICAL for f in findings)
     return 2 if policy.two_for_critical and critical else 1
-
-
-def distinct_approvers(user_ids: Iterable[str]) -> list[str]:
-    """User ids in first-approval order, each once (the same person clicking twice counts once)."""
-    seen: list[str] = []
-    for u in user_ids:
-        if u not in seen:
-            seen.append(u)
-    return seen
