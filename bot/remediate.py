@@ -378,10 +378,10 @@ def _safe_file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:150]
 
 
-async def _write_backup_file(folder: Path, index: int, target: str, content: str) -> None:
+async def _write_backup_file(folder: Path, name: str, target: str, content: str) -> None:
     def write() -> None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{index + 1:02d}-{_safe_file_name(target)}.yaml"  # step number
+        path = folder / f"{name}-{_safe_file_name(target)}.yaml"
         try:
             data = json.loads(content)
         except ValueError:
@@ -396,18 +396,23 @@ async def _write_backup_file(folder: Path, index: int, target: str, content: str
 
 async def _backup(
     run: _Run,
-    config: Config,
-    folder: Path,
+    folder: Path | None,
     index: int,
     target: str,
     kind: Literal["object", "host"],
     content: str,
+    *,
+    undo: bool = False,
 ) -> str:
-    # The store row is the backup of record and is committed first; the YAML file is for humans.
+    """Save the state before a change (a step, or the undo of one). The store row is the backup of
+    record and is committed first; the YAML file (when there is a folder) is for humans, named by
+    step number, `undo-` for the state an undo replaced."""
     backup_id = await run.store.save_backup(run.execution_id, target, kind, content)
     run.backups.append(backup_id)
+    if folder is None:
+        return backup_id
     try:
-        await _write_backup_file(folder, index, target, content)
+        await _write_backup_file(folder, f"{'undo-' if undo else ''}{index + 1:02d}", target, content)
     except OSError as exc:
         raise StepFailed(
             f"cannot write backup file under {folder}: {exc} (backup {backup_id} is in the store)"
@@ -420,7 +425,6 @@ async def _do_patch(
     step: PatchStep | EditConfigMapStep,
     index: int,
     cluster: ClusterWriter,
-    config: Config,
     folder: Path,
     undo: list[_Undo],
 ) -> tuple[str, str]:
@@ -431,7 +435,7 @@ async def _do_patch(
     if why:
         raise StepFailed(why)
     content = json.dumps(live, sort_keys=True)
-    backup_id = await _backup(run, config, folder, index, str(step.target), "object", content)
+    backup_id = await _backup(run, folder, index, str(step.target), "object", content)
     await run.emit(index, step.action, "progress", f"backed up {step.target}", backup_id=backup_id)
     try:
         await cluster.json_patch(step.target, _patch_ops(step, _resource_version(live)))
@@ -451,7 +455,6 @@ async def _do_restart(
     step: RestartPodStep,
     index: int,
     cluster: ClusterWriter,
-    config: Config,
     folder: Path,
     restarted: dict[ObjectRef, str],
     undo: list[_Undo],
@@ -461,7 +464,7 @@ async def _do_restart(
         restarted[step.target] = ""
         return f"{step.target} does not exist; its controller will create it", None
     content = json.dumps(pod, sort_keys=True)
-    backup_id = await _backup(run, config, folder, index, str(step.target), "object", content)
+    backup_id = await _backup(run, folder, index, str(step.target), "object", content)
     uid = str(pod.get("metadata", {}).get("uid", ""))
     try:
         await cluster.delete_pod(step.target)
@@ -546,7 +549,6 @@ async def _do_host(
     step: HostCommandStep,
     index: int,
     hosts: Hosts | None,
-    config: Config,
     folder: Path,
     undo: list[_Undo],
 ) -> tuple[str, str]:
@@ -558,7 +560,7 @@ async def _do_host(
         raise StepFailed(str(exc)) from exc
     target = host_target(step.host, step.path)
     content = before.to_json()
-    backup_id = await _backup(run, config, folder, index, target, "host", content)
+    backup_id = await _backup(run, folder, index, target, "host", content)
     await run.emit(
         index,
         step.action,
@@ -667,17 +669,17 @@ async def execute(
             try:
                 match step:
                     case PatchStep() | EditConfigMapStep():
-                        detail, backup_id = await _do_patch(run, step, index, cluster, config, folder, undo)
+                        detail, backup_id = await _do_patch(run, step, index, cluster, folder, undo)
                     case RestartPodStep():
                         detail, backup_id = await _do_restart(
-                            run, step, index, cluster, config, folder, restarted, undo
+                            run, step, index, cluster, folder, restarted, undo
                         )
                     case WaitReadyStep():
                         detail = await _do_wait(
                             run, step, index, cluster, config, restarted, poll_interval_seconds
                         )
                     case HostCommandStep():
-                        detail, backup_id = await _do_host(run, step, index, hosts, config, folder, undo)
+                        detail, backup_id = await _do_host(run, step, index, hosts, folder, undo)
             except Exception as exc:  # StepFailed, or an adapter error (403, timeout...): the step failed
                 reason = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
                 failure = f"step {index + 1} ({step.action} {step.target}) failed: {reason}"
@@ -728,7 +730,7 @@ async def execute(
         if failure is not None:
             outcome, detail = "failed", failure
             if undo and config.remediation.rollback_on_failure:
-                problems = await _undo_all(run, undo, cluster, hosts)
+                problems = await _undo_all(run, undo, cluster, hosts, folder)
                 if problems:
                     detail = f"{failure}; rollback incomplete: {'; '.join(problems)}"
                 else:
@@ -789,21 +791,38 @@ def _restore_ops(backup: Mapping[str, Any], live: Mapping[str, Any]) -> list[dic
     return ops
 
 
-async def _restore_object(cluster: ClusterWriter, target: str, content: str) -> str:
-    ref = ObjectRef.parse(target)
-    backup = json.loads(content)
+async def _restore_object(
+    run: _Run, item: _Undo, cluster: ClusterWriter, folder: Path | None
+) -> tuple[str, str]:
+    ref = ObjectRef.parse(item.target)
+    backup = json.loads(item.content)
     live = await cluster.read_raw(ref)
     if live is None:
-        raise StepFailed(f"{target} no longer exists; restore it from the backup YAML by hand")
+        raise StepFailed(f"{item.target} no longer exists; restore it from the backup YAML by hand")
+    replaced = await _backup(
+        run, folder, item.step_index, item.target, "object", json.dumps(live, sort_keys=True), undo=True
+    )
     await cluster.json_patch(ref, _restore_ops(backup, live))
-    return f"restored {target} from backup"
+    return f"restored {item.target} from backup", replaced
+
+
+async def _restore_host(run: _Run, item: _Undo, hosts: Hosts | None, folder: Path | None) -> tuple[str, str]:
+    if hosts is None:
+        raise StepFailed("no hosts configured")
+    backup = HostBackup.from_json(item.content)
+    live = await hosts.snapshot(backup.host, backup.path, recursive=backup.recursive)
+    replaced = await _backup(run, folder, item.step_index, item.target, "host", live.to_json(), undo=True)
+    await hosts.restore(backup)
+    return f"restored owner/mode of {backup.path} on {backup.host} ({len(backup.entries)} entries)", replaced
 
 
 async def _undo_all(
-    run: _Run, undo: Sequence[_Undo], cluster: ClusterWriter, hosts: Hosts | None
+    run: _Run, undo: Sequence[_Undo], cluster: ClusterWriter, hosts: Hosts | None, folder: Path | None
 ) -> list[str]:
     """Undo completed steps in reverse order; pods that were restarted are restarted again at the
-    end, so they come back with the restored spec and config. Returns the problems (empty if all ok)."""
+    end, so they come back with the restored spec and config. An undo is a change too: the state it
+    replaces is backed up first (rule 2), so a rollback loses nothing done since the execution and
+    can itself be undone. Returns the problems (empty if all ok)."""
     problems: list[str] = []
     await run.emit(-1, "rollback", "started", f"undoing {len(undo)} completed step(s)")
     for item in reversed(undo):
@@ -812,15 +831,10 @@ async def _undo_all(
         action = "restore-host" if item.kind == "host" else "restore"
         try:
             if item.kind == "host":
-                if hosts is None:
-                    raise StepFailed("no hosts configured")
-                backup = HostBackup.from_json(item.content)
-                await hosts.restore(backup)
-                detail = (
-                    f"restored owner/mode of {backup.path} on {backup.host} ({len(backup.entries)} entries)"
-                )
+                detail, replaced = await _restore_host(run, item, hosts, folder)
             else:
-                detail = await _restore_object(cluster, item.target, item.content)
+                detail, replaced = await _restore_object(run, item, cluster, folder)
+            detail += f"; the state it replaced is backup {replaced}"
         except Exception as exc:
             problems.append(f"{item.target}: {exc}")
             await run.emit(
@@ -832,6 +846,17 @@ async def _undo_all(
         if item.kind != "restart":
             continue
         try:
+            pod = await cluster.read_raw(ObjectRef.parse(item.content))
+            if pod is not None:
+                await _backup(
+                    run,
+                    folder,
+                    item.step_index,
+                    item.target,
+                    "object",
+                    json.dumps(pod, sort_keys=True),
+                    undo=True,
+                )
             await cluster.delete_pod(ObjectRef.parse(item.content))
         except Exception as exc:
             if api_status(exc) != 404:
@@ -870,11 +895,14 @@ async def rollback(
     hosts: Hosts | None,
     store: Store,
     on_event: EventSink,
+    config: Config | None = None,
 ) -> ExecutionResult:
     """Restore every backup of an execution (newest first), or one backup ("b-12").
 
     The rollback is itself recorded as an execution holding the same target locks, so it cannot run
-    while another remediation touches those objects. The original execution's outcome becomes
+    while another remediation touches those objects; the states it replaces are its own backups
+    (also written as YAML under `remediation.backup_dir` when `config` is given), so rolling back
+    the rollback execution re-applies the change. The original execution's outcome becomes
     `rolled-back` when everything was restored."""
     single = isinstance(execution_id_or_backup_id, str)
     if single:
@@ -916,7 +944,8 @@ async def rollback(
         on_event=on_event,
     )
     try:
-        problems = await _undo_all(run, _undo_from_backups(backups), cluster, hosts)
+        folder = _backup_folder(config, execution.id, execution.started_at) if config else None
+        problems = await _undo_all(run, _undo_from_backups(backups), cluster, hosts, folder)
     except BaseException as exc:
         await store.finish_execution(execution.id, "failed", f"rollback interrupted: {exc!r}")
         raise
@@ -1173,6 +1202,7 @@ async def _rollback_cli(args: argparse.Namespace, config: Config, target: Rollba
                     hosts=Hosts(config.hosts) if config.hosts else None,
                     store=store,
                     on_event=_print_event,
+                    config=config,
                 )
             except LookupError as exc:
                 print(f"pitcrew rollback: {exc}", file=sys.stderr)

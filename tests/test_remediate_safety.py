@@ -1,7 +1,7 @@
 """DESIGN.md "Safety rules of execution", the ones not already pinned by the end-to-end tests:
 
 1. nothing changes without approval: a declined step stops the plan before any change of its own;
-2. the backup is committed to the store before the change reaches the API server;
+2. the backup is committed to the store before the change reaches the API server (a rollback's too);
 6. one remediation at a time per object, across incidents (the store's target locks).
 
 (3 dry run: test_remediate_e2e / test_remediate_cli; 4 concurrent change: test_remediate_e2e;
@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot.config import parse_config
 from bot.model import Plan, Step, StepEvent
@@ -251,3 +253,63 @@ async def test_rollback_on_failure_undoes_completed_steps_in_reverse_order(
     audit = await tmp_store.list_audit()
     undone = [a.action for a in audit if a.actor == "U7" and a.action.endswith("restore rolled-back")]
     assert sorted(undone) == ["step 1 restore rolled-back", "step 2 restore rolled-back"]
+
+
+async def test_rollback_backs_up_what_it_replaces_and_can_itself_be_undone(
+    kube_writes: Kube, tmp_store: Store, tmp_path: Path
+) -> None:
+    """Rule 2 holds for a rollback too: it is a change. A later hand edit (replicas) that the restore
+    overwrites is saved first, in the store and as YAML; rolling back the rollback brings it back."""
+    from bot.remediate import rollback
+
+    kube, _ = kube_writes
+    plan = seed_findings(kube)[0].plan
+    assert plan is not None
+    config = parse_config({"remediation": {"backup_dir": str(tmp_path / "b")}})
+    sts_before = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    assert sts_before is not None
+    async with kube.cluster() as cluster:
+        done = await execute(
+            Plan(steps=plan.steps[:1], validation=("pvcs-bound",)),
+            incident_id=None,
+            actor="cli",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            config=config,
+            on_event=ignore,
+        )
+        assert done.outcome == "succeeded", done.detail
+        await cluster.json_patch(STS, [{"op": "replace", "path": "/spec/replicas", "value": 3}])
+        edited = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+        assert edited is not None
+
+        undone = await rollback(
+            done.execution_id or 0,
+            actor="U1",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            on_event=ignore,
+            config=config,
+        )
+        assert undone.outcome == "rolled-back", undone.detail
+        restored = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+        assert restored is not None and restored["spec"] == sts_before["spec"]
+        (saved,) = await tmp_store.list_backups(undone.execution_id or 0)
+        assert saved.target == str(STS) and json.loads(saved.content)["spec"] == edited["spec"]
+        (undo_file,) = (tmp_path / "b").rglob("undo-*.yaml")
+        assert yaml.safe_load(undo_file.read_text())["spec"]["replicas"] == 3
+        assert any(saved.id in e.detail for e in undone.events if e.action == "restore")
+
+        again = await rollback(
+            undone.execution_id or 0,
+            actor="U1",
+            cluster=cluster,
+            hosts=None,
+            store=tmp_store,
+            on_event=ignore,
+        )
+    assert again.outcome == "rolled-back", again.detail
+    reapplied = live_object(kube, "StatefulSet", "prometheus", "monitoring")
+    assert reapplied is not None and reapplied["spec"] == edited["spec"]
