@@ -24,19 +24,23 @@ from tests.support.slack import (
 pytestmark = pytest.mark.integration
 
 
-async def test_slash_commands_over_socket_mode(
-    slack_api: SlackApiServer, socket_mode_server: SocketModeServer, tmp_path: Path
-) -> None:
-    slack_api.socket_url = socket_mode_server.url
-    store = await Store.open(str(tmp_path / "s.db"))
-    settings = SlackSettings(
+def socket_settings(api: SlackApiServer) -> SlackSettings:
+    return SlackSettings(
         bot_token=BOT_TOKEN,
         signing_secret="",
         app_token=APP_TOKEN,
         mode="socket",
         default_channel="C-ALERTS",
-        api_base_url=slack_api.base_url,
+        api_base_url=api.base_url,
     )
+
+
+async def test_slash_commands_over_socket_mode(
+    slack_api: SlackApiServer, socket_mode_server: SocketModeServer, tmp_path: Path
+) -> None:
+    slack_api.socket_url = socket_mode_server.url
+    store = await Store.open(str(tmp_path / "s.db"))
+    settings = socket_settings(slack_api)
     service = SlackService(settings, store, executor=ScriptedExecutor(store))
     try:
         await service.start()
@@ -74,14 +78,7 @@ async def test_slack_down_at_start_up_holds_nothing_up_and_the_connection_follow
     slack_api.socket_url = socket_mode_server.url
     slack_api.fail_next("apps.connections.open", status=500, times=2)
     store = await Store.open(str(tmp_path / "s.db"))
-    settings = SlackSettings(
-        bot_token=BOT_TOKEN,
-        signing_secret="",
-        app_token=APP_TOKEN,
-        mode="socket",
-        default_channel="C-ALERTS",
-        api_base_url=slack_api.base_url,
-    )
+    settings = socket_settings(slack_api)
     service = SlackService(settings, store, executor=ScriptedExecutor(store), socket_ping_seconds=0.2)
     try:
         # Start-up returns while Slack refuses (pitcrew's webhooks and probes do not wait for Slack)...
