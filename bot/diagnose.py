@@ -23,7 +23,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from bot.evidence import SCOPE_LABELS, Evidence, Scope, paused_gc
+from bot.evidence import SCOPE_LABELS, Evidence, HostFacts, HostPathFact, Scope, paused_gc
 from bot.model import (
     Alert,
     EditConfigMapStep,
@@ -39,11 +39,12 @@ from bot.model import (
 )
 from bot.redact import redact, redact_json, redact_lines
 from handlers import GENERIC_CODES, HANDLERS, POD_CAUSE_CODES, POD_PROBLEM_CODES
-from handlers.base import HostTarget, Settings
+from handlers.base import HostTarget, Settings, containers_with_status, is_failing, live_pods
 
 if TYPE_CHECKING:
     from bot.cluster import Cluster
     from bot.config import Config
+    from bot.hosts import Hosts
 
 
 @dataclass(frozen=True)
@@ -176,15 +177,77 @@ def _diagnose(
     )
 
 
+MAX_HOST_PATHS = 20  # stat calls per collection (one SSH connection each), whatever the outage size
+
+
+def host_paths_to_check(evidence: Evidence, settings: Settings) -> list[tuple[str, str]]:
+    """(host, path) of the node directories behind the writable volumes of failing containers
+    (hostPath volumes, local/hostPath PVs, subPath included), on nodes that are configured hosts."""
+    wanted: dict[tuple[str, str], None] = {}
+    for pod in live_pods(evidence):
+        for container, status in containers_with_status(pod):
+            if not is_failing(status):
+                continue
+            for mount in container.volume_mounts:
+                volume = pod.spec.volume(mount.name)
+                if mount.read_only or volume is None:
+                    continue
+                root = ""
+                nodes: tuple[str, ...] = (pod.node_name,) if pod.node_name else ()
+                if volume.kind == "hostPath":
+                    root = volume.host_path
+                elif volume.kind == "persistentVolumeClaim":
+                    pv = evidence.pv_for_claim(pod.namespace, volume.claim_name)
+                    if pv is not None and pv.path_on_node:
+                        root, nodes = pv.path_on_node, pv.node_names or nodes
+                if not root:
+                    continue
+                path = root.rstrip("/") + ("/" + mount.sub_path.strip("/") if mount.sub_path else "")
+                for node in nodes:
+                    host = next((h.name for h in settings.hosts if node in h.nodes or node == h.name), None)
+                    if host is not None:
+                        wanted[(host, path)] = None
+    return list(wanted)[:MAX_HOST_PATHS]
+
+
+async def gather_host_facts(evidence: Evidence, hosts: Hosts, settings: Settings) -> Evidence:
+    """`evidence` plus the owner and mode of the data directories `host_paths_to_check` names, read
+    over SSH (bot.hosts); what cannot be read becomes an `errors` line, like an unreadable list."""
+    from bot.hosts import HostError
+
+    facts: dict[str, list[HostPathFact]] = {}
+    errors: list[str] = []
+    for host, path in host_paths_to_check(evidence, settings):
+        try:
+            seen = await hosts.stat(host, path)
+        except HostError as exc:
+            errors.append(f"cannot stat {path} on {host}: {exc}")
+            continue
+        facts.setdefault(host, []).append(HostPathFact(path, uid=seen.uid, gid=seen.gid, mode=seen.mode))
+    if not facts and not errors:
+        return evidence
+    return replace(
+        evidence,
+        hosts=evidence.hosts + tuple(HostFacts(host, tuple(paths)) for host, paths in facts.items()),
+        errors=evidence.errors + tuple(errors),
+    )
+
+
 async def collect_and_diagnose(
     cluster: Cluster,
     scope: Scope,
     alerts: Sequence[Alert] = (),
     *,
     settings: Settings | None = None,
+    hosts: Hosts | None = None,
 ) -> tuple[Evidence, Diagnosis]:
-    """Live path: collect the scope's evidence, then diagnose it (off the event loop: it is CPU work)."""
+    """Live path: collect the scope's evidence (plus, with `hosts`, the owners of the data directories
+    of failing pods on configured hosts, so a plan can include a chown), then diagnose it (off the
+    event loop: it is CPU work)."""
+    settings = settings or Settings()
     evidence = await cluster.collect(scope)
+    if hosts is not None and settings.hosts:
+        evidence = await gather_host_facts(evidence, hosts, settings)
     diagnosis = await asyncio.to_thread(diagnose, evidence, alerts, settings=settings)
     return evidence, diagnosis
 
@@ -387,6 +450,7 @@ def cli_diagnose(args: argparse.Namespace) -> int:
         diagnosis = diagnose(evidence, settings=settings)
     else:
         from bot.cluster import Cluster, ClusterError
+        from bot.hosts import Hosts
 
         namespaces = namespaces or list(config.cluster.namespaces)
         try:
@@ -394,7 +458,14 @@ def cli_diagnose(args: argparse.Namespace) -> int:
         except ClusterError as exc:
             return _fail(str(exc))
         try:
-            evidence, diagnosis = asyncio.run(_live(cluster, Scope(tuple(namespaces)), settings))
+            evidence, diagnosis = asyncio.run(
+                _live(
+                    cluster,
+                    Scope(tuple(namespaces)),
+                    settings,
+                    hosts=Hosts(config.hosts) if config.hosts else None,
+                )
+            )
         except ClusterError as exc:
             return _fail(str(exc))
         if args.save:
@@ -408,13 +479,15 @@ def cli_diagnose(args: argparse.Namespace) -> int:
     return 1 if diagnosis.has_problems else 0
 
 
-async def _live(cluster: Cluster, scope: Scope, settings: Settings) -> tuple[Evidence, Diagnosis]:
+async def _live(
+    cluster: Cluster, scope: Scope, settings: Settings, *, hosts: Hosts | None
+) -> tuple[Evidence, Diagnosis]:
     from bot.cluster import ClusterError
 
     async with cluster:
         if not await cluster.ping():
             raise ClusterError("the Kubernetes API server does not answer (check kubeconfig/context)")
-        return await collect_and_diagnose(cluster, scope, settings=settings)
+        return await collect_and_diagnose(cluster, scope, settings=settings, hosts=hosts)
 
 
 def summarize(findings: Iterable[Finding]) -> str:

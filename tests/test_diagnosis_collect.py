@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,12 @@ import pytest
 from bot.cli import main
 from bot.diagnose import collect_and_diagnose, diagnose, render_text
 from bot.evidence import LogKey, Scope
-from bot.model import ObjectRef
+from bot.hosts import Hosts
+from bot.model import HostCommandStep, ObjectRef
 from bot.snapshot import read_bundle
+from handlers.base import HostTarget, Settings
 from tests.support.kube import KubeHarness
+from tests.support.sshd import SshdServer
 
 SEED = "examples/seed-incident"
 
@@ -192,3 +196,49 @@ async def test_saved_bundle_diagnoses_like_the_live_cluster(
         == ["cannot list configmaps in monitoring: forbidden"]
     )
     assert offline["observed_at"] == live["observed_at"]
+
+
+async def test_live_host_facts_over_ssh_bring_the_chown_step(
+    kube: KubeHarness, sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    # The seed's local PVs, moved under the SSH server's data root (owned by root, as in the seed).
+    bundle = tmp_path / "seed"
+    shutil.copytree(SEED, bundle)
+    pvs = bundle / "cluster" / "persistentvolumes.yaml"
+    data = sshd_server.data_root / "srv"
+    pvs.write_text(pvs.read_text().replace("/srv/monitoring_data", str(data)))
+    for name in ("prometheus", "loki"):
+        (data / name).mkdir(parents=True)
+    kube.seed_bundle(bundle)
+    settings = Settings(hosts=(HostTarget("masternode", sshd_server.nodes),))
+    async with kube.cluster() as cluster:
+        evidence, diagnosis = await collect_and_diagnose(
+            cluster, Scope(("monitoring",)), settings=settings, hosts=Hosts([sshd_server])
+        )
+    # Only the failing pods' data directories are looked at: Grafana is healthy.
+    [facts] = evidence.hosts
+    assert sorted(f.path for f in facts.paths) == [str(data / "loki"), str(data / "prometheus")]
+    plan = diagnosis.findings[0].plan
+    assert plan is not None
+    [chown] = [s for s in plan.steps if isinstance(s, HostCommandStep)]
+    assert (chown.host, chown.path, chown.uid, chown.gid) == (
+        "masternode",
+        str(data / "prometheus"),
+        65534,
+        65534,
+    )
+
+    # A path outside the host's data path prefixes is not read, and the report says so.
+    pvs.write_text(pvs.read_text().replace(str(data), "/srv/monitoring_data"))
+    kube.seed_bundle(bundle)
+    async with kube.cluster() as cluster:
+        evidence, diagnosis = await collect_and_diagnose(
+            cluster, Scope(("monitoring",)), settings=settings, hosts=Hosts([sshd_server])
+        )
+    assert evidence.hosts == ()
+    assert any(
+        e.startswith("cannot stat /srv/monitoring_data/prometheus on masternode: path")
+        for e in evidence.errors
+    )
+    plan = diagnosis.findings[0].plan
+    assert plan is not None and [s.action for s in plan.steps] == ["patch", "restart-pod", "wait-ready"]
