@@ -559,6 +559,16 @@ async def test_truncated_diff_is_posted_whole_in_the_thread_once(env: Env) -> No
 
 async def test_unauthorised_reject_changes_nothing(env: Env) -> None:
     incident_id = await seed_incident(env.store, severity="warning")
+    # The click: an ephemeral explanation instead of the reason modal, audited.
+    assert await env.click(B.ACTION_REJECT, str(incident_id), user="UMALLORY") == 200
+    await env.api.wait_for(lambda a: bool(a.responses), what="ephemeral refusal of the click")
+    answer = env.api.responses[0]
+    assert answer["response_type"] == "ephemeral" and "not an approver" in answer["text"]
+    await env.service.drain()
+    assert env.api.ok_calls("views.open") == []
+    audit = [(e.actor, e.action) for e in await env.store.list_audit(incident_id=incident_id)]
+    assert audit == [("slack:UMALLORY", "reject denied")]
+    # A submission without the modal (forged metadata, signed) is refused as well.
     values = {B.REJECT_REASON_BLOCK: {B.REJECT_REASON_INPUT: {"type": "plain_text_input", "value": "no"}}}
     meta = json.dumps({"incident_id": incident_id, "channel": "C-ALERTS"})
     status, _ = await env.post(view_submission_body(B.REJECT_MODAL, meta, values, user_id="UMALLORY"))

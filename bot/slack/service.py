@@ -332,7 +332,7 @@ class SlackService:
 
         self.spawn(details(), f"details-{incident_id}")
 
-    async def _on_reject(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _on_reject(self, ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
         await ack()
         incident_id = _button_id(body)
         channel = (
@@ -372,6 +372,11 @@ class SlackService:
         trigger_id = str(body.get("trigger_id", ""))
 
         async def open_modal() -> None:
+            # Someone who may not reject is told so now (and audited), not after typing a reason.
+            refusal = await self.workflow.refuse_reject(incident_id, _actor(body))
+            if refusal is not None:
+                await respond(text=refusal, response_type="ephemeral", replace_original=False)
+                return
             await client.views_open(trigger_id=trigger_id, view=view)
 
         # The trigger id is valid for 3 s: open the modal right away, still off the ack path.

@@ -191,6 +191,16 @@ class Workflow:
 
     # -- reject ---------------------------------------------------------------------------------
 
+    async def refuse_reject(self, incident_id: int, actor: Actor) -> str | None:
+        """Before the reason modal opens: why `actor` may not reject (audited), or None if they may."""
+        incident = await self._store.get_incident(incident_id)
+        if incident is None:
+            return f"Incident #{incident_id} does not exist."
+        verdict = await self.authorise(actor, incident.namespace, incident.findings)
+        if not verdict.allowed:
+            return await self._deny(actor, "reject", incident_id, verdict.reason)
+        return None
+
     async def reject(self, incident_id: int, actor: Actor, reason: str | None) -> str:
         incident = await self._store.get_incident(incident_id)
         if incident is None:
