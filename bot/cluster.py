@@ -44,7 +44,6 @@ from bot.evidence import (
     PersistentVolumeClaim,
     Pod,
     Scope,
-    StorageClass,
     Workload,
     paused_gc,
 )
@@ -172,7 +171,8 @@ def _log_targets(pods: Iterable[Pod]) -> Iterable[LogKey]:
 
 def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
     """Keep what the pods in scope need: referenced ConfigMaps, PVs bound to their claims, their
-    nodes and storage classes. Whole namespaces are listed (one call each); this trims the rest."""
+    nodes. Whole namespaces are listed (one call each); this trims the rest. StorageClasses all stay
+    (a handful per cluster): a claim naming one that does not exist is told only by the others."""
     pods = [o for o in objects if isinstance(o, Pod)]
     workloads = [o for o in objects if isinstance(o, Workload)]
     pvcs = [o for o in objects if isinstance(o, PersistentVolumeClaim)]
@@ -190,7 +190,6 @@ def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
     claims = {(c.meta.namespace or "", c.meta.name) for c in pvcs}
     volume_names = {c.volume_name for c in pvcs if c.volume_name}
     node_names = {p.node_name for p in pods if p.node_name}
-    storage_classes = {c.storage_class for c in pvcs if c.storage_class}
     kept: list[ParsedObject] = []
     for o in objects:
         if isinstance(o, ConfigMap) and (o.meta.namespace or "", o.meta.name) not in configmaps:
@@ -199,15 +198,8 @@ def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
             if o.meta.name not in volume_names and (o.claim_namespace, o.claim_name) not in claims:
                 continue
             node_names.update(o.node_names)
-            if o.storage_class:
-                storage_classes.add(o.storage_class)
         kept.append(o)
-    return [
-        o
-        for o in kept
-        if not (isinstance(o, Node) and o.meta.name not in node_names)
-        and not (isinstance(o, StorageClass) and o.meta.name not in storage_classes)
-    ]
+    return [o for o in kept if not (isinstance(o, Node) and o.meta.name not in node_names)]
 
 
 class Cluster:

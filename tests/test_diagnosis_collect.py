@@ -16,7 +16,7 @@ from bot.hosts import Hosts
 from bot.model import HostCommandStep, ObjectRef
 from bot.snapshot import read_bundle
 from handlers.base import HostTarget, Settings
-from tests.support.kube import KubeHarness
+from tests.support.kube import KubeHarness, container, pod, pvc, waiting
 from tests.support.sshd import SshdServer
 
 SEED = "examples/seed-incident"
@@ -73,6 +73,34 @@ async def test_forbidden_pods_are_not_reported_as_a_healthy_cluster(kube: KubeHa
     assert "looks healthy" not in text
     assert "No problems found in what could be read" in text
     assert "  - cannot list pods in monitoring: forbidden" in text
+
+
+async def test_live_pvc_pending_knows_which_storage_classes_exist(kube: KubeHarness) -> None:
+    # Trimming StorageClasses to the ones PVCs name would leave none here, and "fast-ssd does not
+    # exist" could not be told from "no volume bound yet" (the bundle of the same cluster can).
+    objects = [
+        pod(
+            "worker-0",
+            "jobs",
+            labels={"app": "worker"},
+            containers=[container("worker", "example.com/worker:1.2")],
+            statuses=[waiting("worker", "ContainerCreating")],
+            phase="Pending",
+            volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+        ),
+        pvc("data", "jobs", phase="Pending", storage_class="fast-ssd"),
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "standard"},
+            "provisioner": "rancher.io/local-path",
+        },
+    ]
+    kube.seed(objects)
+    async with kube.cluster() as cluster:
+        evidence = await cluster.collect(Scope(("jobs",)))
+    [finding] = [f for f in diagnose(evidence).findings if f.code == "pvc-pending"]
+    assert "StorageClass fast-ssd does not exist" in finding.summary
 
 
 def _pods(count: int) -> list[dict[str, object]]:
