@@ -11,7 +11,9 @@ transaction. To change the schema, append a `Migration` with the next version nu
 that has shipped.
 
 Safety rules that live here, in SQL, so no caller can get them wrong:
-- one incident per Alertmanager group (UNIQUE group_key), one row per alert fingerprint per incident;
+- one open incident per Alertmanager group (UNIQUE group_key), one row per alert fingerprint per
+  incident; a group that fires again after its incident resolved and pitcrew's work on it ended opens
+  a new incident (the old one keeps a retired key), so a recurring problem can be fixed again;
 - one execution per incident (UNIQUE incident_id), however many concurrent approvals;
 - one running execution per target object (UNIQUE index on active target locks);
 - a webhook is stored all-or-nothing (one transaction per payload).
@@ -418,6 +420,12 @@ def _audit_from_row(row: sqlite3.Row) -> AuditEntry:
     )
 
 
+# Work states in which pitcrew is done with an incident: a later re-fire of its group is a new incident.
+_WORK_DONE = frozenset(
+    s.value for s in (WorkState.SUCCEEDED, WorkState.FAILED, WorkState.ROLLED_BACK, WorkState.REJECTED)
+)
+
+
 def _group_status(payload: WebhookPayload, alert_statuses: Iterable[str]) -> IncidentStatus:
     """The incident fires while any of its alerts fires; it is resolved when all are. A truncated
     notification (truncatedAlerts > 0) does not show every alert, but its status is Alertmanager's
@@ -573,6 +581,22 @@ class Store:
         """Store one Alertmanager notification, all or nothing; re-deliveries change nothing."""
         return await self._run(self._record_webhook, payload)
 
+    @staticmethod
+    def _is_new_occurrence(conn: sqlite3.Connection, row: sqlite3.Row, incoming: Iterable[Alert]) -> bool:
+        if row["status"] != IncidentStatus.RESOLVED.value or row["work_state"] not in _WORK_DONE:
+            return False
+        firing = [a for a in incoming if a.status == "firing"]
+        if not firing:
+            return False
+        seen = {
+            (r["fingerprint"], r["starts_at"])
+            for r in conn.execute(
+                "SELECT fingerprint, starts_at FROM alerts WHERE incident_id = ?", (row["id"],)
+            )
+        }
+        # Same fingerprint and startsAt as an alert we already saw resolve: a late delivery, not a re-fire.
+        return any((a.fingerprint, a.starts_at) not in seen for a in firing)
+
     def _record_webhook(self, payload: WebhookPayload) -> IntakeResult:
         now = self._clock()
         incident_fields = (
@@ -594,6 +618,16 @@ class Store:
                 " external_url, truncated_alerts FROM incidents WHERE group_key = ?",
                 (payload.group_key,),
             ).fetchone()
+            if row is not None and self._is_new_occurrence(conn, row, incoming.values()):
+                # The group fires again after its incident was resolved and pitcrew's work on it ended
+                # (fixed, failed, rolled back or rejected): that is a new occurrence, with its own
+                # diagnosis, Slack message and approval. The closed incident keeps its history under
+                # a retired key, so the group key stays unique for the open one.
+                conn.execute(
+                    "UPDATE incidents SET group_key = ? WHERE id = ?",
+                    (f"{payload.group_key} [closed incident {row['id']}]", row["id"]),
+                )
+                row = None
             created = row is None
             if row is None:
                 status = _group_status(payload, (a.status for a in incoming.values()))

@@ -248,6 +248,46 @@ async def test_resolved_alert_firing_again_with_new_start_requeues(tmp_store: St
     assert len(incident.alerts) == 1 and incident.alerts[0].starts_at == "2026-11-24T12:00:00Z"
 
 
+@pytest.mark.parametrize(
+    "done", [WorkState.SUCCEEDED, WorkState.FAILED, WorkState.ROLLED_BACK, WorkState.REJECTED]
+)
+async def test_refire_after_pitcrew_finished_opens_a_new_incident(tmp_store: Store, done: WorkState) -> None:
+    first = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.save_diagnosis(first.incident_id, [], dry_run_diff=None, error=None)
+    execution = await tmp_store.start_execution(first.incident_id, "U1", ["monitoring/StatefulSet/p"], "{}")
+    await tmp_store.finish_execution(execution.id, "succeeded", "fixed")
+    assert await tmp_store.set_work_state(first.incident_id, done)
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
+
+    # A week later the same group fires again (new startsAt): a new occurrence, fixable again.
+    again = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", starts_at="2026-12-01T08:00:00Z")])
+    )
+    assert again.created and again.pending and again.incident_id != first.incident_id
+    current = await tmp_store.get_incident_by_group_key("g1")
+    assert current is not None and current.id == again.incident_id
+    assert current.status is IncidentStatus.FIRING and current.work_state is WorkState.PENDING
+    old = await tmp_store.get_incident(first.incident_id)
+    assert old is not None and old.status is IncidentStatus.RESOLVED and old.work_state is done
+    assert old.group_key == f"g1 [closed incident {first.incident_id}]"
+    second = await tmp_store.start_execution(again.incident_id, "U2", ["monitoring/StatefulSet/p"], "{}")
+    assert second.incident_id == again.incident_id
+
+    # Re-deliveries of the new firing, and a late copy of the old one, go to the new incident only.
+    late = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    assert late.incident_id == again.incident_id
+
+
+async def test_refire_of_an_incident_nobody_acted_on_stays_the_same_incident(tmp_store: Store) -> None:
+    first = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
+    await tmp_store.save_diagnosis(first.incident_id, [], dry_run_diff=None, error=None)
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
+    again = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", starts_at="2026-12-01T08:00:00Z")])
+    )
+    assert again.incident_id == first.incident_id and not again.created and again.pending
+
+
 async def test_late_firing_notice_for_an_already_resolved_period_is_ignored(tmp_store: Store) -> None:
     result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
     await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
