@@ -299,6 +299,23 @@ def test_container_config_error_says_what_is_missing() -> None:
     assert "ConfigMap worker-settings has no key mode (referenced by worker)" in finding.evidence
 
 
+def test_container_config_error_trap_the_config_arrived_and_the_container_runs() -> None:
+    env = [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "worker-settings", "key": "mode"}}}]
+    spec_container = container("worker", "example.com/worker:1.2", env=env)
+    objects = [
+        pod(
+            "worker-1",
+            "jobs",
+            labels=LABELS,
+            containers=[spec_container],
+            statuses=[running("worker", ready=True)],
+        ),
+        configmap("worker-settings", "jobs", {"mode": "fast"}),
+        event(("Pod", "jobs", "worker-1"), "Failed", 'Error: configmap "worker-settings" not found'),
+    ]
+    assert container_config_error.diagnose(make_evidence(objects), Settings()) == []
+
+
 def test_pod_unschedulable_quotes_the_scheduler() -> None:
     message = "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available."
     objects = _app(
