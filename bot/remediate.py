@@ -583,12 +583,32 @@ async def _do_host(
     return _host_step_text(step), backup_id
 
 
+def _unpinned_paths(step: PatchStep) -> list[str]:
+    """Paths the patch changes that nothing pins to the state seen at diagnosis: no resourceVersion,
+    and no `test` op on the path or on one of its parents."""
+    if step.resource_version is not None:
+        return []
+    tested = [op.path for op in step.ops if op.op == "test"]
+    return [
+        op.path
+        for op in step.ops
+        if op.op != "test"
+        and not any(op.path == t or op.path.startswith(t.rstrip("/") + "/") for t in tested)
+    ]
+
+
 def preflight(plan: Plan, hosts: Hosts | None) -> list[str]:
-    """Why steps would fail for reasons known before anything changes (a host step's host not
-    configured, its path outside the host's data path prefixes). Checked up front, so a plan does
-    not stop half-way with its first changes applied."""
+    """Why steps would fail for reasons known before anything changes (a patch not pinned to what
+    diagnosis saw, so it could clobber; a host step's host not configured, its path outside the
+    host's data path prefixes). Checked up front, so a plan does not stop half-way with its first
+    changes applied."""
     problems = []
     for index, step in enumerate(plan.steps, start=1):
+        if isinstance(step, PatchStep) and (unpinned := _unpinned_paths(step)):
+            problems.append(
+                f"step {index} ({step.action} {step.target}): not pinned to the state seen at diagnosis "
+                f"(no resourceVersion and no test op covering {', '.join(unpinned)})"
+            )
         if not isinstance(step, HostCommandStep):
             continue
         try:

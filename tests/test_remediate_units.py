@@ -225,3 +225,35 @@ def test_format_event_and_plan() -> None:
 )
 def test_parse_rollback_id(text: str, parsed: tuple[str, str] | None) -> None:
     assert parse_rollback_id(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("ops", "resource_version", "problem"),
+    [
+        ((JsonPatchOp("add", "/spec/x", 1),), "5", None),  # the resourceVersion pins everything
+        ((JsonPatchOp("test", "/spec", {}), JsonPatchOp("add", "/spec/x", 1)), None, None),
+        ((JsonPatchOp("test", "/spec/x", 0), JsonPatchOp("replace", "/spec/x", 1)), None, None),
+        ((JsonPatchOp("test", "", {}), JsonPatchOp("replace", "/spec/x", 1)), None, None),
+        ((JsonPatchOp("add", "/spec/x", 1),), None, "no test op covering /spec/x"),
+        (
+            (JsonPatchOp("test", "/spec/x", 0), JsonPatchOp("replace", "/spec/xy", 1)),
+            None,
+            "no test op covering /spec/xy",
+        ),
+    ],
+)
+def test_preflight_refuses_patches_not_pinned_to_the_diagnosis(
+    ops: tuple[JsonPatchOp, ...], resource_version: str | None, problem: str | None
+) -> None:
+    from bot.remediate import preflight
+
+    step = PatchStep(STS, ops, "d", resource_version=resource_version)
+    problems = preflight(Plan(steps=(RestartPodStep(ObjectRef("Pod", "p", "ns"), "r"), step)), None)
+    if problem is None:
+        assert problems == []
+    else:
+        (only,) = problems
+        assert (
+            only.startswith(f"step 2 (patch {STS}): not pinned to the state seen at diagnosis")
+            and problem in only
+        )
