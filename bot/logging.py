@@ -165,6 +165,16 @@ class JsonFormatter(_RedactingFormatter):
 _HANDLER_NAME = "pitcrew"
 
 
+def _omit_forged_slack_bodies(record: logging.LogRecord) -> bool:
+    """slack-bolt logs the whole body of a request whose signature failed, at INFO. That body is
+    attacker-sized input, or (with a mistyped signing secret) a real payload with its response_url,
+    which can post to the channel: keep the line, drop the body."""
+    if record.name.startswith("slack_bolt.") and "Invalid request signature" in str(record.msg):
+        record.msg = str(record.msg).split(", body:", 1)[0] + ", body omitted)"
+        record.args = ()
+    return True
+
+
 def configure_logging(
     *, format: str = "plain", level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None
 ) -> logging.Handler:
@@ -183,6 +193,7 @@ def configure_logging(
         if old.get_name() == _HANDLER_NAME:
             root.removeHandler(old)
             old.close()
+    handler.addFilter(_omit_forged_slack_bodies)
     root.addHandler(handler)
     root.setLevel(level.upper())
     # aiohttp's access log would repeat every request at INFO; keep it for debugging only.

@@ -158,6 +158,21 @@ def test_plain_logs_redact_messages_args_extras_and_tracebacks(restore_root_logg
     assert "RuntimeError: failed with ***" in out
 
 
+def test_body_of_a_forged_slack_request_is_not_logged(restore_root_logging: None) -> None:
+    stream = io.StringIO()
+    configure_logging(format="plain", level="INFO", stream=stream)
+    # What slack_bolt's RequestVerification middleware logs for a bad signature.
+    logging.getLogger("slack_bolt.AsyncRequestVerification").info(
+        "Invalid request signature detected (signature: v0=abc, timestamp: 1700000000, "
+        "body: payload=%7B%22response_url%22%3A%22https%3A%2F%2Fhooks.slack.com%2Factions%2FT1%2Fs%22)"
+    )
+    out = stream.getvalue()
+    assert (
+        "Invalid request signature detected (signature: v0=abc, timestamp: 1700000000, body omitted)" in out
+    )
+    assert "hooks.slack.com" not in out and "payload=" not in out
+
+
 def test_json_logs_are_one_object_per_line_and_redacted(restore_root_logging: None) -> None:
     stream = io.StringIO()
     configure_logging(format="json", level="info", secrets=[SECRET], stream=stream)
