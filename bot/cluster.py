@@ -151,8 +151,16 @@ def _reason(exc: ApiException) -> str:
     return f"HTTP {status}" + (f": {message[:200]}" if message else "")
 
 
-def _log_targets(pods: Iterable[Pod]) -> Iterable[LogKey]:
-    """Containers worth reading logs of: not ready, restarted, or terminated (current and previous)."""
+def _log_targets(pods: Iterable[Pod]) -> list[LogKey]:
+    """Containers worth reading logs of: not ready, restarted, or terminated (current and previous).
+    Those in trouble now come first (in `pods` order), then the ones that only restarted once, so a
+    short log budget goes to what a diagnosis needs."""
+    keys = list(_log_candidates(pods))
+    return [key for _, key in sorted(keys, key=lambda pair: not pair[0])]
+
+
+def _log_candidates(pods: Iterable[Pod]) -> Iterable[tuple[bool, LogKey]]:
+    """(in trouble now, log key) for each log worth reading."""
     for pod in pods:
         for status in pod.container_statuses + pod.init_container_statuses:
             if status.init and status.state.state == "terminated" and status.state.exit_code == 0:
@@ -164,9 +172,9 @@ def _log_targets(pods: Iterable[Pod]) -> Iterable[LogKey]:
             if not (unhealthy or restarted):
                 continue
             if status.state.state in ("running", "terminated"):
-                yield LogKey(pod.namespace, pod.name, status.name, False)
+                yield unhealthy, LogKey(pod.namespace, pod.name, status.name, False)
             if restarted:
-                yield LogKey(pod.namespace, pod.name, status.name, True)
+                yield unhealthy, LogKey(pod.namespace, pod.name, status.name, True)
 
 
 def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
@@ -409,7 +417,7 @@ class Cluster:
         return objects
 
     async def _collect_logs(self, pods: Iterable[Pod], errors: list[str]) -> dict[LogKey, tuple[str, ...]]:
-        wanted = list(_log_targets(pods))
+        wanted = _log_targets(pods)
         limit = self.options.max_log_containers
         if len(wanted) > limit:
             errors.append(f"logs skipped for {len(wanted) - limit} containers (limit {limit} per collection)")

@@ -168,6 +168,18 @@ async def test_logs_are_bounded_and_a_missing_previous_log_is_not_an_error(kube:
     assert [c.name for c in kube.calls if c.subresource == "log"] == ["web-15"]
 
 
+async def test_a_short_log_budget_goes_to_containers_in_trouble_now(kube: KubeHarness) -> None:
+    pods = _pods(2)  # web-0 crashing, web-1 healthy
+    recovered = pods[1]["status"]["containerStatuses"][0]  # type: ignore[index]
+    recovered["restartCount"] = 2  # restarted once upon a time, Ready since
+    recovered["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error"}}
+    pods.reverse()  # the recovered one is listed first
+    kube.seed(pods)
+    async with kube.cluster(max_log_containers=1) as cluster:
+        await cluster.collect(Scope(("apps",)))
+    assert [(c.name, c.subresource) for c in kube.calls if c.subresource == "log"] == [("web-0", "log")]
+
+
 async def test_cli_diagnose_live_and_save(kube: KubeHarness, tmp_path: Path) -> None:
     kube.seed_bundle(SEED)
     out = tmp_path / "bundle"
