@@ -45,11 +45,18 @@ async def process_incident(app: web.Application, incident_id: int) -> None:
 
     cluster = app.get(keys.CLUSTER)
     if cluster is None:
-        raise ClusterError(app.get(keys.CLUSTER_ERROR) or "no Kubernetes client", temporary=False)
+        await _cannot_diagnose(app, incident_id, app.get(keys.CLUSTER_ERROR) or "no Kubernetes client")
+        return
     scope = Scope.from_alerts(incident.alerts, config.cluster.namespaces)
-    _, diagnosis = await collect_and_diagnose(
-        cluster, scope, incident.alerts, settings=settings_from_config(config)
-    )
+    try:
+        _, diagnosis = await collect_and_diagnose(
+            cluster, scope, incident.alerts, settings=settings_from_config(config)
+        )
+    except ClusterError as exc:
+        if exc.temporary:
+            raise  # the worker retries with backoff (and records the failure if it persists)
+        await _cannot_diagnose(app, incident_id, str(exc))
+        return
     notes = [*diagnosis.collection_errors, *diagnosis.handler_errors]
 
     diff: str | None = None
@@ -75,6 +82,16 @@ async def process_incident(app: web.Application, incident_id: int) -> None:
         incident_id,
         ", ".join(f.code for f in diagnosis.findings) or "no findings",
     )
+    await post_incident(app, incident_id)
+
+
+async def _cannot_diagnose(app: web.Application, incident_id: int, reason: str) -> None:
+    """A failure retrying cannot fix: the alert is still shown in Slack, saying why it is unexplained."""
+    await app[keys.STORE].save_diagnosis(
+        incident_id, (), dry_run_diff=None, error=f"cannot diagnose: {reason}"
+    )
+    await app[keys.STORE].audit("pitcrew", "diagnosis failed", incident_id=incident_id, detail=reason)
+    _log.error("incident %d: cannot diagnose: %s", incident_id, reason)
     await post_incident(app, incident_id)
 
 

@@ -156,6 +156,20 @@ async def test_unreachable_cluster_keeps_the_alert_and_records_why(
     assert [a.fingerprint for a in incident.alerts] == ["aa11"]
 
 
+async def test_no_usable_kubeconfig_is_recorded_at_once_not_retried(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    client = await aiohttp_client(create_app(make_config(tmp_path, tmp_path / "missing-kubeconfig")))
+    answer = await client.post("/webhooks/alertmanager", json=seed_alert_payload(), headers=AUTH)
+    assert answer.status == 200
+    incident_id = (await answer.json())["incident_id"]
+    incident = await wait_for(client, incident_id, lambda i: i.work_state is WorkState.DIAGNOSED)
+    assert (incident.diagnosis_error or "").startswith("cannot diagnose: cannot load kubeconfig")
+    audit = await client.app[keys.STORE].list_audit(incident_id=incident_id)
+    assert [e.action for e in audit] == ["diagnosis failed"]  # once: retrying cannot help
+    assert client.app[keys.WORKERS].waiting_for_retry == frozenset()
+
+
 async def test_alerts_resolved_before_diagnosis_get_no_plan(
     tmp_path: Path, aiohttp_client: ClientFactory, kube_writes: tuple[KubeHarness, WriteSemantics]
 ) -> None:
