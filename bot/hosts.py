@@ -167,6 +167,22 @@ class _Session:
             )
         return str(result.stdout or "")
 
+    async def check_canonical(self, directories: Sequence[str]) -> None:
+        """Refuse when a directory on the way to a recorded entry resolves elsewhere now (it was
+        replaced by a symlink since the backup): `chown -h` and `chmod` follow every component but
+        the last, so a restore through it would change files outside the data path prefixes."""
+        for chunk in _chunks(directories):
+            out = await self.run(f"realpath -m -z -- {' '.join(shlex.quote(d) for d in chunk)}")
+            resolved = [r for r in out.split("\x00") if r]
+            if len(resolved) != len(chunk):
+                raise HostError(f"{self._spec.name}: realpath answered {len(resolved)} of {len(chunk)} paths")
+            for given, real in zip(chunk, resolved, strict=True):
+                if real != given:
+                    raise PathNotAllowed(
+                        f"{given!r} on {self._spec.name} now resolves to {real!r} (a symlink since the "
+                        "backup); refusing to restore through it"
+                    )
+
     async def check_resolved(self, path: str) -> None:
         """Refuse a path whose real location (symlinks resolved on the host) leaves the prefixes."""
         real = (await self.run(f"realpath -e -- {shlex.quote(path)}")).strip()
@@ -324,8 +340,12 @@ class Hosts:
                 commands.append(f"chown -h {uid}:{gid} -- {' '.join(shlex.quote(p) for p in chunk)}")
         for mode, paths in sorted(by_mode.items()):
             for chunk in _chunks(paths):
-                commands.append(f"chmod {mode:o} -- {' '.join(shlex.quote(p) for p in chunk)}")
+                # chmod follows a symlink; an entry replaced by one since the backup is left alone.
+                quoted = " ".join(shlex.quote(p) for p in chunk)
+                commands.append(f"find -P {quoted} -maxdepth 0 ! -type l -exec chmod {mode:o} -- {{}} +")
+        parents = sorted({posixpath.dirname(e.path) for e in backup.entries if e.path != backup.path})
         async with self._session(backup.host) as session:
             await session.check_resolved(backup.path)
+            await session.check_canonical(parents)
             for command in commands:
                 await session.run(command)

@@ -223,3 +223,44 @@ async def test_missing_key_file_is_a_permanent_error(tmp_path: Path) -> None:
         await Hosts([_spec(1, tmp_path / "missing", tmp_path / "kh")]).stat("h", "/srv/data/x")
     assert not caught.value.temporary
     assert str(caught.value) == f"h: cannot read {tmp_path / 'missing'}: No such file or directory"
+
+
+@pytest.mark.integration
+async def test_restore_never_follows_symlinks_planted_after_the_backup(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    """After the chown, the data directory belongs to the workload, which may replace what it owns
+    with symlinks. The restore (run as root) must not change anything outside the prefixes: a file
+    turned into a symlink keeps its target's mode, and a directory turned into one is refused."""
+    target = sshd_server.data_root / "prometheus"
+    (target / "wal").mkdir(parents=True)
+    (target / "wal" / "00000001").write_text("x")
+    (target / "lock").write_text("")
+    os.chmod(target / "lock", 0o600)
+    outside = tmp_path / "outside"
+    (outside / "wal").mkdir(parents=True)
+    (outside / "wal" / "00000001").write_text("secret")
+    (outside / "lock").write_text("secret")
+    os.chmod(outside / "lock", 0o640)
+    os.chown(outside / "wal" / "00000001", 4321, 4321)
+    outside_before = _owners(outside)
+    hosts = Hosts([sshd_server])
+    backup = await hosts.snapshot("masternode", str(target), recursive=True)
+    await hosts.chown("masternode", str(target), uid=65534, gid=65534, recursive=True)
+
+    # A file replaced by a symlink: the restore changes the link, never what it points to.
+    os.remove(target / "lock")
+    os.symlink(outside / "lock", target / "lock")
+    wal = str(target / "wal")
+    lock_only = dataclasses.replace(
+        backup, entries=tuple(e for e in backup.entries if e.path != wal and not e.path.startswith(wal + "/"))
+    )
+    await hosts.restore(lock_only)
+    assert _owners(outside) == outside_before
+
+    # A directory replaced by a symlink: the whole restore is refused before any change.
+    os.rename(target / "wal", tmp_path / "moved-wal")
+    os.symlink(outside / "wal", target / "wal")
+    with pytest.raises(PathNotAllowed, match=r"now resolves to .*refusing to restore through it"):
+        await hosts.restore(backup)
+    assert _owners(outside) == outside_before
