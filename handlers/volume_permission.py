@@ -219,7 +219,7 @@ def _container_ops(workload: Workload, container: str, uid: int) -> tuple[list[J
                     ]
         elif uid != 0 and sc.get("runAsUser") == 0 and "runAsNonRoot" not in sc:
             ops += [
-                JsonPatchOp("test", f"{base}/runAsUser", 0),
+                JsonPatchOp("test", base, sc),  # pins the whole context the add goes into
                 JsonPatchOp("add", f"{base}/runAsNonRoot", False),
             ]
             notes.append(

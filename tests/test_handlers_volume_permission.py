@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.diagnose import diagnose
-from bot.model import HostCommandStep, PatchStep, RestartPodStep, WaitReadyStep
+from bot.model import HostCommandStep, PatchStep, Plan, RestartPodStep, WaitReadyStep
+from bot.remediate import preflight
 from handlers import volume_permission
 from handlers.base import HostTarget, Settings
 from tests.support.kube import (
@@ -114,6 +117,7 @@ def test_a_root_init_container_keeps_running_as_root_under_the_new_pod_security_
     chown["securityContext"] = {"runAsUser": 0}
     template = objects[0]["spec"]["template"]["spec"]  # type: ignore[index]
     template["initContainers"] = [chown, container("wait-for-config", "busybox:1.36")]
+    template["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
     evidence = make_evidence(
         objects, logs={("observability", "metrics-server-0", "prometheus-server", True): [PROM_LOCK]}
     )
@@ -123,10 +127,12 @@ def test_a_root_init_container_keeps_running_as_root_under_the_new_pod_security_
     assert isinstance(patch, PatchStep)
     base = "/spec/template/spec/initContainers/0/securityContext"
     assert [o.to_json() for o in patch.ops[2:]] == [
-        {"op": "test", "path": f"{base}/runAsUser", "value": 0},
+        {"op": "test", "path": base, "value": {"runAsUser": 0}},
         {"op": "add", "path": f"{base}/runAsNonRoot", "value": False},
     ]
     assert any("init container wait-for-config sets no user" in line for line in finding.evidence)
+    # Every changed path is pinned by a test op, even without a resourceVersion (executor's rule 4).
+    assert preflight(Plan((replace(patch, resource_version=None),)), None) == []
 
 
 def test_no_host_step_when_host_owner_is_already_right() -> None:
