@@ -50,7 +50,7 @@ async def process_incident(app: web.Application, incident_id: int) -> None:
     scope = Scope.from_alerts(incident.alerts, config.cluster.namespaces)
     try:
         _, diagnosis = await collect_and_diagnose(
-            cluster, scope, incident.alerts, settings=settings_from_config(config)
+            cluster, scope, incident.alerts, settings=settings_from_config(config), hosts=app.get(keys.HOSTS)
         )
     except ClusterError as exc:
         if exc.temporary:
