@@ -262,6 +262,34 @@ async def test_same_click_twice_and_two_users_at_once_start_one_execution(env: E
     assert audit.count("approved") == 4
 
 
+async def test_target_locked_by_another_incident_is_explained_in_the_thread(env: Env) -> None:
+    # Another incident's execution holds the same StatefulSet: this approval cannot run now, and the
+    # approver must read why in the thread (not just "Approved. Executing...").
+    env.executor.hold = asyncio.Event()
+    first = await seed_incident(env.store, group="g1", severity="warning")
+    second = await seed_incident(env.store, group="g2", severity="warning")
+    await env.service.post_incident(first)
+    await env.service.post_incident(second)
+    await env.posted(first)
+    _, ts = await env.posted(second)
+    assert await env.click(B.ACTION_APPROVE, str(first)) == 200
+    for _ in range(200):
+        if env.executor.started:
+            break
+        await asyncio.sleep(0.02)
+    assert env.executor.started, "the first execution did not start"
+    assert await env.click(B.ACTION_APPROVE, str(second)) == 200
+    await env.api.wait_for(
+        lambda a: any(
+            "Not executed" in c.text and "locked by running execution" in c.text for c in thread(a, ts)
+        ),
+        what="thread note explaining the refusal",
+    )
+    env.executor.hold.set()
+    await env.service.drain()
+    assert await env.store.list_executions(second) == []
+
+
 async def test_unauthorised_click_changes_nothing_and_is_audited(env: Env) -> None:
     incident_id = await seed_incident(env.store, severity="warning")
     await env.service.post_incident(incident_id)

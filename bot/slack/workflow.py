@@ -173,10 +173,15 @@ class Workflow:
             await self._messages.post(incident_id)
             return
         if result.outcome == "refused":
-            # Another click won the race; its execution reports in the thread.
             await self._store.audit(
                 actor.audit_name, "execution refused", incident_id=incident_id, detail=result.detail
             )
+            holder = await self._store.get_execution(result.execution_id) if result.execution_id else None
+            if holder is None or holder.incident_id != incident_id:
+                # Not another click on this incident (whose execution reports in the thread): e.g. a
+                # target is locked by another incident's execution. Say so where the approver looks.
+                await self._messages.reply(incident_id, B.render_note(f"⛔ Not executed: {result.detail}"))
+                await self._messages.post(incident_id)
             return
         checks = tuple(getattr(result, "checks", ()))
         if checks:
@@ -316,5 +321,11 @@ class RemediateExecutor:
         from bot import remediate
 
         return await remediate.rollback(
-            ref, actor=actor, cluster=self._cluster, hosts=self._hosts, store=self._store, on_event=on_event
+            ref,
+            actor=actor,
+            cluster=self._cluster,
+            hosts=self._hosts,
+            store=self._store,
+            on_event=on_event,
+            config=self._config,  # undo backups are also written as YAML files
         )
