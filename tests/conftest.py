@@ -3,6 +3,7 @@ register a fixture module by adding it to pytest_plugins (one line each)."""
 
 pytest_plugins: list[str] = [
     "tests.support.store",
+    "tests.support.logs",
     "tests.support.sshd",
     "tests.support.alertmanager",
     "tests.support.kube",

@@ -20,6 +20,9 @@ workers:
   concurrency: 2
 """
 
+# `pitcrew serve` configures logging on the root logger; take it off again after each test.
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
+
 
 @pytest.fixture
 def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
