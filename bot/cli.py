@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", help="restore a backup, or every backup of an incident's execution")
     _cluster_flags(p)
-    p.add_argument("id", help="backup id or incident id")
+    p.add_argument("id", help="backup id (b-12), execution id (e-3) or incident id (7)")
     p.add_argument("--yes", "-y", action="store_true")
 
     p = sub.add_parser("history", help="incidents, plans, approvals and outcomes from the store")

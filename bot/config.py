@@ -254,6 +254,10 @@ class HostConfig:
         problems: list[str] = []
         if not 1 <= self.port <= 65535:
             problems.append(f"port: must be between 1 and 65535, got {self.port}")
+        # Host keys are always verified against this file (never accepted on first use).
+        for key in ("name", "address", "username", "client_key_file", "known_hosts_file"):
+            if not getattr(self, key).strip():
+                problems.append(f"{key}: must not be empty")
         for index, prefix in enumerate(self.data_path_prefixes):
             if not prefix.startswith("/"):
                 problems.append(f"data_path_prefixes[{index}]: must be an absolute path, got {prefix!r}")

@@ -402,3 +402,16 @@ def test_check_config_command_prints_one_line_per_problem(tmp_path: Path) -> Non
         check=False,
     )
     assert (run.returncode, run.stdout) == (0, "ok\n"), run.stderr
+
+
+def test_host_with_empty_known_hosts_file_is_refused() -> None:
+    host = {
+        "name": "masternode",
+        "address": "127.0.0.1",
+        "username": "root",
+        "client_key_file": "/etc/pitcrew/ssh/id_ed25519",
+        "known_hosts_file": " ",
+    }
+    with pytest.raises(ConfigError) as error:
+        parse_config({"hosts": [host]}, env={})
+    assert error.value.problems == ["hosts[0].known_hosts_file: must not be empty"]
