@@ -95,6 +95,7 @@ class CollectOptions:
     log_concurrency: int = 4
     api_concurrency: int = 8  # calls in flight at once (worker threads in use)
     max_log_containers: int = 50  # bound on log reads per collection, whatever the outage size
+    max_log_lines_since: int = 2000  # bound on one "log since the fix" read (a chatty container)
 
 
 # kind -> (API attribute, namespaced list method, cluster-wide list method, RBAC resource name)
@@ -502,13 +503,15 @@ class Cluster:
     async def read_log_since(
         self, namespace: str, pod: str, container: str, *, since_seconds: int
     ) -> tuple[str, ...]:
-        """Log lines a container wrote in the last `since_seconds` seconds (redacted)."""
+        """Log lines a container wrote in the last `since_seconds` seconds, the newest
+        `max_log_lines_since` of them at most (redacted)."""
         response: Any = await self._run(
             self.core.read_namespaced_pod_log,
             pod,
             namespace,
             container=container,
             since_seconds=max(1, since_seconds),
+            tail_lines=self.options.max_log_lines_since,
             _preload_content=False,
         )
         return tuple(redact_lines(response.data.decode("utf-8", errors="replace").splitlines()))

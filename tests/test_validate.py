@@ -277,3 +277,13 @@ async def test_unreadable_pods_fail_validation(kube_writes: Kube) -> None:
         ("fail", "could not read everything: cannot list pods in monitoring: forbidden")
     ]
     assert worst(results) == "fail"
+
+
+async def test_log_read_since_the_fix_is_bounded_to_the_newest_lines(kube: KubeHarness) -> None:
+    # A chatty container must not pull its whole log into every validation.
+    kube.logs[("monitoring", "loki-0", "loki", False)] = [f"line {i}" for i in range(5000)]
+    async with kube.cluster(max_log_lines_since=300) as cluster:
+        lines = await cluster.read_log_since("monitoring", "loki-0", "loki", since_seconds=600)
+    assert len(lines) == 300 and lines[-1] == "line 4999"
+    call = next(c for c in kube.calls if c.subresource == "log")
+    assert call.verb == "get"
