@@ -150,6 +150,16 @@ def test_buttons_follow_state(
         assert "expired" in message.text
 
 
+def test_no_rollback_button_for_an_execution_that_backed_nothing_up() -> None:
+    # A failed execution that stopped before its first backup has nothing to restore.
+    view = B.IncidentView(
+        incident=sample_incident(work_state=WorkState.FAILED, findings=sample_findings(with_plan=True)),
+        execution=B.ExecutionStatus(9, "failed before step 1", has_backups=False),
+        now=NOW,
+    )
+    assert B.ACTION_ROLLBACK not in _action_ids(B.render_incident(view))
+
+
 def test_approve_button_is_primary_with_confirm_and_carries_the_incident_id() -> None:
     message = B.render_incident(_view())
     approve = next(

@@ -65,6 +65,7 @@ class Rejection:
 class ExecutionStatus:
     execution_id: int
     status_line: str  # the latest step, as shown on the parent message
+    has_backups: bool = True  # nothing to roll back (and no Rollback button) without one
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,11 @@ def render_incident(view: IncidentView) -> Message:
         elements.append(button("Reject", ACTION_REJECT, incident_id, style="danger"))
     if inc.findings:
         elements.append(button("Details", ACTION_DETAILS, incident_id))
-    if view.execution is not None and inc.work_state in (WorkState.SUCCEEDED, WorkState.FAILED):
+    if (
+        view.execution is not None
+        and view.execution.has_backups
+        and inc.work_state in (WorkState.SUCCEEDED, WorkState.FAILED)
+    ):
         elements.append(rollback_button(view.execution.execution_id))
     if elements:
         blocks.append({"type": "actions", "block_id": f"incident-{inc.id}", "elements": elements})

@@ -113,7 +113,9 @@ class IncidentMessages:
         if executions:
             line = await self._store.get_kv(_status_key(incident.id))
             execution = B.ExecutionStatus(
-                executions[0].id, line or executions[0].detail or executions[0].status
+                executions[0].id,
+                line or executions[0].detail or executions[0].status,
+                has_backups=bool(await self._store.list_backups(executions[0].id)),
             )
         return B.IncidentView(
             incident=incident,
