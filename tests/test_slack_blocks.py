@@ -160,6 +160,20 @@ def test_no_rollback_button_for_an_execution_that_backed_nothing_up() -> None:
     assert B.ACTION_ROLLBACK not in _action_ids(B.render_incident(view))
 
 
+def test_a_symptom_points_at_its_causes_instead_of_asking_for_a_manual_fix() -> None:
+    symptom = Finding(
+        code="service-no-endpoints",
+        severity=Severity.WARNING,
+        summary="Service prometheus has no ready endpoints",
+        objects=(ObjectRef("Service", "prometheus", "monitoring"),),
+        caused_by=("volume-permission-denied",),
+    )
+    lone = dataclasses.replace(symptom, code="service-selector-mismatch", caused_by=())
+    text = json.dumps(B.render_incident(_view(findings=(symptom, lone))).to_json())
+    assert "it clears once `volume-permission-denied` is fixed" in text
+    assert text.count("needs a manual fix") == 1  # only the finding without causes
+
+
 def test_approve_button_is_primary_with_confirm_and_carries_the_incident_id() -> None:
     message = B.render_incident(_view())
     approve = next(

@@ -262,6 +262,10 @@ def _finding_blocks(finding: Finding) -> list[Block]:
         if finding.plan.validation:
             plan_text += "\n_Then validate:_ " + ", ".join(f"`{escape(v)}`" for v in finding.plan.validation)
         blocks.append(section(truncate(plan_text, limits.MAX_SECTION_TEXT, "\n… (see Details)")))
+    elif finding.caused_by:
+        # A symptom (e.g. Services without endpoints): fixing its causes fixes it.
+        causes = ", ".join(f"`{escape(c)}`" for c in finding.caused_by)
+        blocks.append(context(f"_No plan of its own: it clears once {causes} is fixed._"))
     else:
         blocks.append(context("_No automatic plan: this needs a manual fix (see Details)._"))
     return blocks
