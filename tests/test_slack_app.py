@@ -571,6 +571,22 @@ async def test_silence_command_creates_an_alertmanager_silence(
         assert "Incident #999 does not exist" in env.api.responses[2]["text"]
 
 
+async def test_silence_command_checks_authorisation(
+    slack_api: SlackApiServer, tmp_path: Path, alertmanager_factory: Any
+) -> None:
+    am = alertmanager_factory("http://127.0.0.1:9/unused", "unused-token")
+    async with make_env(slack_api, tmp_path, alertmanager_url=am.url) as env:
+        incident_id = await seed_incident(env.store)
+        status, _ = await env.command(f"silence {incident_id} 2h", user="UMALLORY")
+        assert status == 200
+        await env.api.wait_for(lambda a: bool(a.responses), what="silence refusal")
+        assert "not an approver" in env.api.responses[0]["text"], env.api.responses
+        async with env.http.get(f"{am.url}/api/v2/silences") as resp:
+            assert await resp.json() == []
+        audit = [(e.actor, e.action) for e in await env.store.list_audit(incident_id=incident_id)]
+        assert audit == [("slack:UMALLORY", "silence denied")]
+
+
 async def test_truncated_diff_is_posted_whole_in_the_thread_once(env: Env) -> None:
     diff = "\n".join(f"+      line {i}: value-{i}" for i in range(400))
     incident_id = await seed_incident(env.store, dry_run_diff=diff)

@@ -475,6 +475,14 @@ class SlackService:
         incident = await self.store.get_incident(parsed.incident_id)
         if incident is None:
             return f"Incident #{parsed.incident_id} does not exist."
+        # A silence hides the incident's alerts from everyone: only its namespace's approvers may set one
+        # (the plan's finding rules do not apply: nothing is changed in the cluster).
+        verdict = await self.workflow.authorise(actor, incident.namespace, ())
+        if not verdict.allowed:
+            await self.store.audit(
+                actor.audit_name, "silence denied", incident_id=incident.id, detail=verdict.reason
+            )
+            return f"Not done: {verdict.reason}."
         request = silence_for(
             incident,
             duration_seconds=parsed.duration_seconds,
