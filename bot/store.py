@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, get_args
 
@@ -1326,9 +1327,20 @@ class Store:
 # ---------------------------------------------------------------------------------------------
 
 
+def _create_owner_only(path: str) -> None:
+    """Create a new database file readable by its owner only: it holds backups of cluster objects and
+    evidence. SQLite gives its -wal and -shm files the database file's permissions."""
+    if path == ":memory:":
+        return
+    # An existing file keeps the operator's permissions; a missing folder is reported by sqlite3.
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _connect_and_migrate(
     path: str, synchronous: str, migrations: list[Migration], clock: Callable[[], float]
 ) -> tuple[sqlite3.Connection, int]:
+    _create_owner_only(path)
     # isolation_level=None: no implicit transactions; every write is an explicit BEGIN IMMEDIATE.
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, cached_statements=256)

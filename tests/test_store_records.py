@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -308,3 +311,20 @@ async def test_outbox_item_and_its_kv_records_are_one_transaction(tmp_store: Sto
         await tmp_store.enqueue_outbox("t", "chat.postMessage", "{}", kv={"run": "2", "state": "s2"})
     assert await tmp_store.outbox_backlog() == 1  # the message is not queued...
     assert await tmp_store.get_kv("run") == "1"  # ...and the record before the failure is undone
+
+
+async def test_the_database_and_its_wal_files_are_owner_only(tmp_path: Path) -> None:
+    # The store holds backups of cluster objects and evidence: not for other local users to read.
+    previous = os.umask(0o022)  # the usual umask, which would leave a new file world-readable
+    try:
+        store = await Store.open(str(tmp_path / "pitcrew.db"))
+        try:
+            await store.set_kv("k", "v")
+            files = sorted(os.listdir(tmp_path))
+            assert files == ["pitcrew.db", "pitcrew.db-shm", "pitcrew.db-wal"]
+            modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in files}
+            assert modes == dict.fromkeys(files, 0o600)
+        finally:
+            await store.close()
+    finally:
+        os.umask(previous)
