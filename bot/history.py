@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.redact import redact_json
+
 if TYPE_CHECKING:
     from bot.model import Incident
     from bot.store import Decision, Execution, Store
@@ -93,7 +95,7 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
         "detail": execution.detail,
         "started_at": execution.started_at,
         "finished_at": execution.finished_at,
-        "plan": json.loads(execution.plan_json) if execution.plan_json else None,
+        "plan": redact_json(json.loads(execution.plan_json)) if execution.plan_json else None,
     }
 
 
@@ -109,7 +111,8 @@ def render_json(history: History) -> str:
                     "status": e.incident.status.value,
                     "work_state": e.incident.work_state.value,
                     "created_at": e.incident.created_at,
-                    "findings": [finding_to_json(f) for f in e.incident.findings],
+                    # Plans quote pod specs and ConfigMap contents exactly: printed redacted.
+                    "findings": [redact_json(finding_to_json(f)) for f in e.incident.findings],
                     "decisions": [
                         {"user": d.user_name, "decision": d.decision, "reason": d.reason, "at": d.at}
                         for d in e.decisions

@@ -10,7 +10,18 @@ import pytest
 
 from bot.config import parse_config
 from bot.history import cli_history, load_history, render_json, render_text
-from bot.model import Finding, HostCommandStep, ObjectRef, PatchStep, Plan, Severity, StepEvent
+from bot.model import (
+    EditConfigMapStep,
+    Finding,
+    HostCommandStep,
+    JsonPatchOp,
+    ObjectRef,
+    PatchStep,
+    Plan,
+    Severity,
+    StepEvent,
+    plan_to_json,
+)
 from bot.remediate import execute, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
@@ -57,6 +68,39 @@ async def test_history_lists_incident_findings_decisions_and_execution(tmp_store
     assert data["incidents"][0]["decisions"][0]["user"] == "alice"
     assert data["incidents"][0]["findings"][0]["code"] == "volume-permission-denied"
     assert data["other_executions"][0]["status"] == "succeeded"
+
+
+async def test_history_json_redacts_what_plans_quote(tmp_store: Store) -> None:
+    # Plans quote pod specs (test ops) and ConfigMap contents exactly; `history -o json` is output.
+    sts = ObjectRef("StatefulSet", "prometheus", "monitoring")
+    env = [{"name": "DB_PASSWORD", "value": "hunter2-env-value"}]
+    plan = Plan(
+        steps=(
+            PatchStep(sts, (JsonPatchOp("test", "/spec/template/spec/containers/0/env", env),), "pin env"),
+            EditConfigMapStep(
+                ObjectRef("ConfigMap", "loki-config", "monitoring"),
+                "loki.yaml",
+                "password: s3cr3t-config-value\n",
+                "password: s3cr3t-config-value\ntarget: all\n",
+                "edit",
+            ),
+        )
+    )
+    finding = Finding(
+        code="volume-permission-denied", severity=Severity.CRITICAL, summary="s", objects=(sts,), plan=plan
+    )
+    created = await tmp_store.record_webhook(make_payload("g1", [make_alert("fp1")]))
+    await tmp_store.save_diagnosis(created.incident_id, (finding,), dry_run_diff=None, error=None)
+    await tmp_store.start_execution(
+        created.incident_id, "slack:U1", [str(sts)], json.dumps(plan_to_json(plan))
+    )
+    out = render_json(await load_history(tmp_store, limit=10))
+    assert "hunter2-env-value" not in out and "s3cr3t-config-value" not in out
+    data = json.loads(out)
+    assert data["incidents"][0]["findings"][0]["plan"]["steps"][1]["key"] == "loki.yaml"
+    assert (
+        data["incidents"][0]["execution"]["plan"]["steps"][0]["ops"][0]["value"][0]["name"] == "DB_PASSWORD"
+    )
 
 
 def seed_findings_offline() -> tuple[Finding, ...]:
