@@ -379,6 +379,9 @@ class Incident:
     findings: tuple[Finding, ...] = ()
     diagnosis_error: str | None = None
     dry_run_diff: str | None = None
+    # When the incident last became resolved (unix seconds); None while it fires. Unlike updated_at,
+    # later activity (a diagnosis, a rollback) does not move it.
+    resolved_at: float | None = None
 
     @property
     def alertname(self) -> str:

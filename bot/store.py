@@ -301,7 +301,20 @@ CREATE TABLE kv (
 );
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _SCHEMA_V1),)
+# v2: when an incident became resolved, so "resolved since" does not count an old incident touched
+# later (updated_at moves on every diagnosis or execution). Existing resolved incidents get the last
+# change of their alerts, which is when the resolution arrived.
+_SCHEMA_V2 = """
+ALTER TABLE incidents ADD COLUMN resolved_at REAL;
+UPDATE incidents SET resolved_at = COALESCE(
+    (SELECT MAX(alerts.updated_at) FROM alerts WHERE alerts.incident_id = incidents.id), updated_at
+) WHERE status = 'resolved';
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _SCHEMA_V1),
+    Migration(2, "incidents.resolved_at", _SCHEMA_V2),
+)
 
 
 def _check_migrations(migrations: Sequence[Migration]) -> None:
@@ -342,7 +355,7 @@ def _json(mapping: Mapping[str, str]) -> str:
 
 _INCIDENT_COLUMNS = (
     "id, group_key, status, work_state, receiver, group_labels, common_labels, common_annotations, "
-    "external_url, created_at, updated_at, findings, diagnosis_error, dry_run_diff"
+    "external_url, created_at, updated_at, findings, diagnosis_error, dry_run_diff, resolved_at"
 )
 _ALERT_COLUMNS = "incident_id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url"
 _EXECUTION_COLUMNS = "id, incident_id, actor, targets, plan_json, status, detail, started_at, finished_at"
@@ -379,6 +392,7 @@ def _incident_from_row(row: sqlite3.Row, alerts: tuple[Alert, ...]) -> Incident:
         findings=findings_loads(row["findings"]),
         diagnosis_error=row["diagnosis_error"],
         dry_run_diff=row["dry_run_diff"],
+        resolved_at=row["resolved_at"],
     )
 
 
@@ -635,8 +649,16 @@ class Store:
                 cursor = conn.execute(
                     "INSERT INTO incidents (group_key, status, work_state, receiver, group_labels,"
                     " common_labels, common_annotations, external_url, truncated_alerts, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (payload.group_key, status.value, WorkState.PENDING.value, *incident_fields, now, now),
+                    " updated_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        payload.group_key,
+                        status.value,
+                        WorkState.PENDING.value,
+                        *incident_fields,
+                        now,
+                        now,
+                        now if status is IncidentStatus.RESOLVED else None,
+                    ),
                 )
                 incident_id = cast(int, cursor.lastrowid)
                 stored: dict[str, sqlite3.Row] = {}
@@ -745,9 +767,11 @@ class Store:
             conn.execute(
                 "UPDATE incidents SET status = ?, receiver = ?, group_labels = ?, common_labels = ?,"
                 " common_annotations = ?, external_url = ?, truncated_alerts = ?, updated_at = ?,"
+                # Set when the incident becomes resolved, kept while it stays so, cleared when it fires.
+                " resolved_at = CASE WHEN ? = 'resolved' THEN COALESCE(resolved_at, ?) END,"
                 " work_state = CASE WHEN ? THEN 'pending' ELSE work_state END,"
                 " pending_gen = pending_gen + ? WHERE id = ?",
-                (status.value, *incident_fields, now, requeue, int(requeue), incident_id),
+                (status.value, *incident_fields, now, status.value, now, requeue, int(requeue), incident_id),
             )
             return IntakeResult(incident_id, created=False, changed=True, pending=requeue)
 

@@ -142,6 +142,7 @@ class IncidentLine:
     created_at: float
     updated_at: float
     link: IncidentLink | None = None
+    resolved_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -503,6 +504,7 @@ def _incident_line(incident: Incident, messages: Mapping[int, tuple[str, str]]) 
         created_at=incident.created_at,
         updated_at=incident.updated_at,
         link=_link(incident.id, messages),
+        resolved_at=incident.resolved_at,
     )
 
 
@@ -562,10 +564,12 @@ def summarize(
 
     by_newest = sorted(in_scope, key=lambda i: -i.created_at)
     opened = tuple(_incident_line(i, messages) for i in by_newest if i.created_at >= since)
+    # By resolution time, not updated_at: a rollback or re-diagnosis of an old incident touches it
+    # later without resolving it again.
     resolved = tuple(
         _incident_line(i, messages)
         for i in by_newest
-        if i.status == IncidentStatus.RESOLVED and i.updated_at >= since
+        if i.status == IncidentStatus.RESOLVED and i.resolved_at is not None and i.resolved_at >= since
     )
     still_open = tuple(_incident_line(i, messages) for i in by_newest if i.status == IncidentStatus.FIRING)
 
@@ -756,6 +760,7 @@ def _incident_json(i: IncidentLine) -> dict[str, JsonValue]:
         "work_state": i.work_state,
         "created_at": i.created_at,
         "updated_at": i.updated_at,
+        "resolved_at": i.resolved_at,
         "link": _link_json(i.link),
     }
 

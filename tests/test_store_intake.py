@@ -218,6 +218,85 @@ async def test_incident_resolves_when_every_alert_is_resolved(tmp_store: Store) 
     assert incident.work_state is WorkState.DIAGNOSED
 
 
+async def test_resolved_at_is_when_the_incident_resolved_and_is_cleared_when_it_fires_again(
+    tmp_store: Store, store_clock: FakeClock
+) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), make_alert("b")]))
+    partial = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("a", "resolved"), make_alert("b")])
+    )
+    assert partial.changed
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.resolved_at is None  # still firing
+
+    store_clock.advance(60)
+    resolved_time = store_clock.now
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("b", "resolved")]))
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+    assert incident.resolved_at == resolved_time
+
+    # Later activity on the resolved incident (a diagnosis, a change of its annotations) moves
+    # updated_at, not the resolution time.
+    store_clock.advance(600)
+    await tmp_store.save_diagnosis(result.incident_id, [], dry_run_diff=None, error=None)
+    changed = await tmp_store.record_webhook(
+        make_payload("g1", [make_alert("b", "resolved", annotations={"summary": "edited"})])
+    )
+    assert changed.changed
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.updated_at == store_clock.now
+    assert incident.resolved_at == resolved_time
+
+    # Firing again clears it; resolving again sets the new time.
+    store_clock.advance(60)
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("c")]))
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.status is IncidentStatus.FIRING
+    assert incident.resolved_at is None
+    store_clock.advance(60)
+    await tmp_store.record_webhook(make_payload("g1", [make_alert("c", "resolved")], status="resolved"))
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+    assert incident.resolved_at == store_clock.now
+
+
+async def test_an_incident_first_seen_resolved_is_resolved_when_created(
+    tmp_store: Store, store_clock: FakeClock
+) -> None:
+    result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a", "resolved")]))
+    firing = await tmp_store.record_webhook(make_payload("g2", [make_alert("a")]))
+    incident = await tmp_store.get_incident(result.incident_id)
+    assert incident is not None and incident.resolved_at == store_clock.now
+    other = await tmp_store.get_incident(firing.incident_id)
+    assert other is not None and other.resolved_at is None
+
+
+async def test_migration_2_gives_resolved_incidents_of_an_older_store_their_resolution_time(
+    tmp_store_opener: Opener, tmp_store_path: Path
+) -> None:
+    await (await tmp_store_opener(migrations=MIGRATIONS[:1])).close()
+    # Rows as the version-1 store wrote them: incident 2 resolved at 1060 (its alerts' last change)
+    # and was diagnosed again at 5000; incident 1 still fires; incident 3 lost its alerts.
+    with sqlite3.connect(tmp_store_path) as conn:
+        conn.executemany(
+            "INSERT INTO incidents (id, group_key, status, work_state, receiver, group_labels,"
+            " common_labels, common_annotations, external_url, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'diagnosed', 'pitcrew', '{}', '{}', '{}', '', 1000, ?)",
+            [(1, "g1", "firing", 1000), (2, "g2", "resolved", 5000), (3, "g3", "resolved", 3000)],
+        )
+        conn.executemany(
+            "INSERT INTO alerts (incident_id, fingerprint, status, labels, annotations, starts_at,"
+            " generator_url, first_seen, updated_at) VALUES (?, ?, ?, '{}', '{}', 's', '', 1000, ?)",
+            [(1, "a", "firing", 1000), (2, "b", "resolved", 1060), (2, "c", "resolved", 1030)],
+        )
+
+    store = await tmp_store_opener()
+    assert store.schema_version == len(MIGRATIONS)
+    incidents = await store.list_incidents()
+    assert {i.id: i.resolved_at for i in incidents} == {1: None, 2: 1060, 3: 3000}
+
+
 async def test_new_firing_alert_refires_a_resolved_incident_and_requeues_it(tmp_store: Store) -> None:
     result = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
     await tmp_store.save_diagnosis(result.incident_id, [], dry_run_diff=None, error=None)

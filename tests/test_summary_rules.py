@@ -198,6 +198,35 @@ def test_incidents_opened_resolved_and_still_open_since_the_last_summary() -> No
     assert sorted(i.id for i in summary.incidents_open) == [1, 2, 6]
 
 
+def test_resolved_counts_the_resolution_time_not_a_later_update() -> None:
+    since = NOW - 3600
+    incidents = [
+        # Resolved a day ago, rolled back (updated) in this window: not resolved again.
+        incident(
+            1,
+            created_at=since - 90000,
+            status=IncidentStatus.RESOLVED,
+            resolved_at=since - 80000,
+            updated_at=since + 300,
+        ),
+        # Opened before the window, resolved in it, touched again later.
+        incident(
+            2,
+            created_at=since - 600,
+            status=IncidentStatus.RESOLVED,
+            resolved_at=since + 60,
+            updated_at=since + 1800,
+        ),
+        # Fired again in this window: open, not resolved.
+        incident(3, created_at=since - 9000, updated_at=since + 100),
+    ]
+    summary = summary_of(healthy_namespace(), previous=SummaryState(at=since), incidents=incidents)
+    assert [i.id for i in summary.incidents_resolved] == [2]
+    assert summary.incidents_resolved[0].resolved_at == since + 60
+    assert summary.incidents_opened == ()  # opened by created_at: all three before the window
+    assert [i.id for i in summary.incidents_open] == [3]
+
+
 def test_problems_link_to_incident_threads() -> None:
     finding = Finding(
         code="prometheus-storage-permission",

@@ -194,6 +194,7 @@ def incident(
     status: IncidentStatus = IncidentStatus.FIRING,
     created_at: float = NOW - 600,
     updated_at: float | None = None,
+    resolved_at: float | None = None,
     labels: dict[str, str] | None = None,
     findings: tuple[Finding, ...] = (),
     alertname: str = "PrometheusDown",
@@ -223,6 +224,8 @@ def incident(
         created_at=created_at,
         updated_at=updated_at if updated_at is not None else created_at,
         findings=findings,
+        # As the store does: a resolved incident has a resolution time (by default its last update).
+        resolved_at=(resolved_at or updated_at or created_at) if status == IncidentStatus.RESOLVED else None,
     )
 
 
