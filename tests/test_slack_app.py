@@ -21,7 +21,7 @@ from bot.metrics import MetricsRegistry
 from bot.model import WorkState
 from bot.slack import blocks as B
 from bot.slack.approvers import ApprovalPolicy, ApproverRule
-from bot.slack.service import SlackMetrics, SlackService
+from bot.slack.service import MAX_QUEUED_MANUAL_DIAGNOSES, SlackMetrics, SlackService
 from bot.slack.settings import SlackSettings
 from bot.store import Store
 from tests.support.slack import (
@@ -498,6 +498,18 @@ async def test_status_history_and_diagnose_commands(env: Env) -> None:
         and pending[0].common_labels["namespace"] == "monitoring"
     )
     assert await env.store.get_kv(f"slack.channel.{pending[0].id}") == "C-OPS"
+
+
+async def test_queued_manual_diagnoses_are_bounded(env: Env) -> None:
+    # Anyone may ask for a diagnosis (read-only); a flood of them is not queued without bound.
+    limit = MAX_QUEUED_MANUAL_DIAGNOSES
+    for n in range(limit + 2):
+        await env.command("diagnose monitoring", user=f"U{n}")
+        await env.api.wait_for(lambda a, n=n: len(a.responses) > n, what=f"answer {n}")
+    texts = [r["text"] for r in env.api.responses]
+    assert all(t.startswith("Diagnosing monitoring") for t in texts[:limit]), texts
+    assert all("already queued" in t for t in texts[limit:]), texts
+    assert len(await env.store.list_incidents(work_states=[WorkState.PENDING])) == limit
 
 
 async def test_rollback_command_checks_authorisation(env: Env) -> None:

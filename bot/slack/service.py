@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alertmanager import WebhookPayload
 from bot.alertmanager_api import AlertmanagerApi, AlertmanagerApiError, silence_for
 from bot.evidence import SCOPE_LABELS
-from bot.model import Alert, CheckResult, IncidentStatus
+from bot.model import Alert, CheckResult, IncidentStatus, WorkState
 from bot.slack import blocks as B
 from bot.slack import commands as C
 from bot.slack.messages import IncidentMessages, channel_key
@@ -46,6 +46,11 @@ _log = logging.getLogger(__name__)
 
 SIGNATURE_MAX_AGE_SECONDS = 300  # Bolt's own limit; used here only to label the metric
 MANUAL_ALERTNAME = "PitcrewManualDiagnosis"
+MANUAL_GROUP_PREFIX = "pitcrew:manual:"
+# `/pitcrew diagnose` is open to everyone who can run the command: it only reads (the cluster reads are
+# pitcrew's RBAC, the output is redacted) and the plan it posts still needs an approver. What it costs
+# (cluster reads, a message) is bounded instead: a few queued at a time, whoever asks.
+MAX_QUEUED_MANUAL_DIAGNOSES = 5
 SYNC_TASK = "slack-sync"
 SOCKET_CONNECT_TASK = "slack-socket-connect"
 
@@ -514,6 +519,10 @@ class SlackService:
         """Queue a diagnosis as an incident of its own, so the normal pipeline diagnoses it and posts
         the result (with buttons) in the channel the command came from."""
         scope = str(parsed.target) if parsed.target else (parsed.namespace or "the configured namespaces")
+        pending = await self.store.list_incidents(work_states=[WorkState.PENDING], limit=200)
+        queued = sum(1 for i in pending if i.group_key.startswith(MANUAL_GROUP_PREFIX))
+        if queued >= MAX_QUEUED_MANUAL_DIAGNOSES:
+            return f"{queued} diagnoses are already queued; try again when they are posted."
         labels = {"alertname": MANUAL_ALERTNAME, "severity": "info"}
         if parsed.namespace:
             labels["namespace"] = parsed.namespace
@@ -538,7 +547,7 @@ class SlackService:
             common_labels=labels,
             common_annotations=annotations,
             external_url=self.settings.alertmanager_url,
-            group_key=f"pitcrew:manual:{key}",
+            group_key=f"{MANUAL_GROUP_PREFIX}{key}",
         )
         result = await self.store.record_webhook(payload)
         if channel:
