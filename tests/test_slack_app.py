@@ -541,6 +541,30 @@ async def test_rollback_command_checks_authorisation(env: Env) -> None:
     assert env.executor.rollbacks == [execution.id]
 
 
+async def test_rollback_of_an_execution_without_incident_checks_its_targets_namespaces(
+    slack_api: SlackApiServer, tmp_path: Path
+) -> None:
+    # A CLI run (or a rollback) has no incident: the namespaces it changed decide who may undo it.
+    guarded = ApprovalPolicy(
+        default=ApproverRule(users=frozenset({"UALICE"})),
+        per_namespace={"guarded": ApproverRule(users=frozenset({"UBOB"}))},
+    )
+    async with make_env(slack_api, tmp_path, policy=guarded) as env:
+        execution = await env.store.start_execution(None, "cli", ["guarded/ConfigMap/loki-config"], "{}")
+        backup_id = await env.store.save_backup(execution.id, "guarded/ConfigMap/loki-config", "object", "{}")
+        await env.store.finish_execution(execution.id, "succeeded", "done")
+        for ref in (str(execution.id), backup_id):
+            await env.command(f"rollback {ref}", user="UALICE")
+        await env.api.wait_for(lambda a: len(a.responses) >= 2, what="refusals")
+        texts = [r["text"] for r in env.api.responses]
+        assert all("not an approver for namespace guarded" in t for t in texts), texts
+        await env.command(f"rollback {execution.id}", user="UBOB")
+        await env.api.wait_for(lambda a: len(a.responses) >= 3, what="rollback answer")
+        assert "Rolling back execution" in env.api.responses[2]["text"]
+        await env.service.drain()
+        assert env.executor.rollbacks == [execution.id]
+
+
 def test_parse_of_signed_body_helpers() -> None:
     body = slash_command_body("status", response_url="http://127.0.0.1:1/response/x")
     assert urllib.parse.parse_qs(body)["text"] == ["status"]

@@ -11,13 +11,14 @@ The executor is reached through the small `Executor` protocol (`RemediateExecuto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.model import Finding, IncidentStatus, StepEvent, WorkState
+from bot.model import Finding, IncidentStatus, ObjectRef, StepEvent, WorkState
 from bot.slack import blocks as B
 from bot.slack.approvers import Verdict, approvals_needed, check, plan_codes, plan_namespaces
 from bot.slack.messages import IncidentMessages
@@ -85,9 +86,16 @@ class Workflow:
         self._spawn = spawn
         self._clock = clock
 
-    async def authorise(self, actor: Actor, namespace: str | None, findings: Sequence[Finding]) -> Verdict:
+    async def authorise(
+        self,
+        actor: Actor,
+        namespace: str | None,
+        findings: Sequence[Finding],
+        *,
+        also_namespaces: Sequence[str] = (),
+    ) -> Verdict:
         codes = plan_codes(findings) or tuple(f.code for f in findings)
-        touched = plan_namespaces(findings)
+        touched = tuple(sorted({*plan_namespaces(findings), *also_namespaces}))
         candidates = self._settings.policy.groups_for(namespace, codes, touched)
         groups = await self._groups.groups_of(actor.user_id, candidates) if candidates else frozenset()
         return check(
@@ -239,8 +247,12 @@ class Workflow:
         if execution is None:
             return f"Execution {ref} does not exist."
         incident = await self._store.get_incident(execution.incident_id) if execution.incident_id else None
+        # The namespaces the execution changed count too: a CLI run or a rollback has no incident.
         verdict = await self.authorise(
-            actor, incident.namespace if incident else None, incident.findings if incident else ()
+            actor,
+            incident.namespace if incident else None,
+            incident.findings if incident else (),
+            also_namespaces=_target_namespaces(execution.targets),
         )
         incident_id = incident.id if incident else None
         if not verdict.allowed:
@@ -288,6 +300,19 @@ class Workflow:
                 else f"rollback {result.outcome}: {result.detail}"
             )
             await self._messages.set_status(incident_id, line)
+
+
+def _target_namespaces(targets: Sequence[str]) -> tuple[str, ...]:
+    """Namespaces of an execution's object targets ("ns/Kind/name"; host targets have none)."""
+    found = set()
+    for target in targets:
+        if target.startswith("host:"):
+            continue
+        with contextlib.suppress(ValueError):
+            namespace = ObjectRef.parse(target).namespace
+            if namespace:
+                found.add(namespace)
+    return tuple(sorted(found))
 
 
 class RemediateExecutor:
