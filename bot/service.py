@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.app import InsecureWebhookConfig, create_app
 from bot.config import Config, ConfigError, load_config
 from bot.logging import configure_logging, secrets_in
+from bot.store import StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ async def serve(app: web.Application, config: Config) -> int:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=server.shutdown_timeout_seconds)
     try:
         await runner.setup()  # runs every cleanup context's start-up half
+    except StoreError as exc:  # says what is wrong (path, schema); a traceback would only bury it
+        _log.error("start-up failed: %s", exc)
+        await runner.cleanup()
+        return EXIT_FAILED
     except Exception:
         _log.exception("start-up failed")
         await runner.cleanup()

@@ -1365,6 +1365,10 @@ def _connect_and_migrate(
     path: str, synchronous: str, migrations: list[Migration], clock: Callable[[], float]
 ) -> tuple[sqlite3.Connection, int]:
     _create_owner_only(path)
+    directory = os.path.dirname(path)
+    if path != ":memory:" and directory and not os.path.isdir(directory):
+        # SQLite would only say "unable to open database file".
+        raise StoreError(f"cannot open store {path}: directory {directory} does not exist")
     # isolation_level=None: no implicit transactions; every write is an explicit BEGIN IMMEDIATE.
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, cached_statements=256)

@@ -86,3 +86,14 @@ def test_serve_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtur
     path.write_text("server:\n  max_body_bytes: -1\n")
     assert main(["serve", "--config", str(path)]) == 2
     assert "server.max_body_bytes:" in capsys.readouterr().out
+
+
+def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], token_env: None
+) -> None:
+    path = tmp_path / "pitcrew.yaml"
+    path.write_text(VALID.format(db=tmp_path / "missing" / "p.db"))
+    assert main(["serve", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"start-up failed: cannot open store {tmp_path / 'missing' / 'p.db'}: directory" in err
+    assert "Traceback" not in err

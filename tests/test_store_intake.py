@@ -133,8 +133,10 @@ async def test_unusable_store_file_is_a_clear_error(tmp_path: Path, problem: str
     else:
         path = tmp_path / "pitcrew.db"
         path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match=f"cannot open store {path}: "):
+    with pytest.raises(StoreError, match=f"cannot open store {path}: ") as raised:
         await Store.open(str(path))
+    if problem == "missing directory":  # named, not SQLite's "unable to open database file"
+        assert str(raised.value).endswith(f"directory {path.parent} does not exist")
 
 
 async def test_a_closed_store_refuses_calls(tmp_store: Store) -> None:
