@@ -60,6 +60,24 @@ _load_kube_config: Any = kubernetes.config.load_kube_config
 T = TypeVar("T")
 
 
+def _config_source(use_in_cluster: bool, kubeconfig: str | None, exc: Exception) -> str:
+    """What could not be loaded, and why, in words a user can act on: the client's own message for a
+    missing file ("Invalid kube-config file. No configuration found.") does not say which file."""
+    if use_in_cluster:
+        return f"in-cluster service account: {exc}"
+    if kubeconfig:
+        where = f"kubeconfig {kubeconfig}"
+    elif os.environ.get("KUBECONFIG"):
+        kubeconfig = os.environ["KUBECONFIG"]
+        where = f"kubeconfig {kubeconfig} (from $KUBECONFIG)"
+    else:
+        kubeconfig = "~/.kube/config"
+        where = "kubeconfig ~/.kube/config (the default; pass --kubeconfig or set cluster.kubeconfig)"
+    if os.pathsep not in kubeconfig and not os.path.exists(os.path.expanduser(kubeconfig)):
+        return f"{where}: no such file"
+    return f"{where}: {exc}"
+
+
 class ClusterError(Exception):
     """A failed API call. `temporary` says whether retrying can help (timeouts, 5xx, 429)."""
 
@@ -250,10 +268,9 @@ class Cluster:
             else:
                 _load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
         except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as exc:
-            where = (
-                "in-cluster service account" if use_in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
-            )
-            raise ClusterError(f"cannot load {where}: {exc}", temporary=False) from None
+            raise ClusterError(
+                f"cannot load {_config_source(use_in_cluster, kubeconfig, exc)}", temporary=False
+            ) from None
         # A diagnosis must not hang on a dead API server: one retry at most, then report.
         configuration.retries = 1
         return cls(kubernetes.client.ApiClient(configuration), options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,29 @@ def test_reader_closing_the_pipe_early_is_not_a_crash() -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_no_kubeconfig_says_which_file_is_missing(tmp_path: Path) -> None:
+    # A fresh machine: no ~/.kube/config, no $KUBECONFIG, not in a pod.
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "diagnose"],
+        cwd=REPO,
+        env={**env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "pitcrew diagnose: cannot load kubeconfig ~/.kube/config"
+        " (the default; pass --kubeconfig or set cluster.kubeconfig): no such file"
+    )
+
+
+def test_missing_kubeconfig_given_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "kubeconfig"
+    assert main(["validate", "--kubeconfig", str(missing)]) == 2
+    assert (
+        capsys.readouterr().err.strip() == f"pitcrew validate: cannot load kubeconfig {missing}: no such file"
+    )
