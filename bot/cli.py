@@ -32,19 +32,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _cluster_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="pitcrew config file (YAML)")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context")
+EXIT_CODES = "exit codes: 0 ok (healthy), 1 problems found or the action failed, 2 bad usage or input"
+CONFIG_HELP = "pitcrew config file (YAML; default: the built-in defaults)"
+STORE_CONFIG_HELP = "pitcrew config file (YAML) whose store.path to use (default: ./pitcrew.db)"
+NAMESPACE_HELP = "namespace (repeatable; default: the config's cluster.namespaces, i.e. monitoring)"
+BUNDLE_NAMESPACE_HELP = NAMESPACE_HELP[:-1] + "; with --snapshot: every namespace in the bundle)"
+OUTPUT_HELP = "output format (default: text)"
+
+
+def _cluster_flags(p: argparse.ArgumentParser, config_help: str = CONFIG_HELP) -> None:
+    p.add_argument("--config", "-c", help=config_help)
+    p.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file (default: the config's cluster.kubeconfig; else the service account "
+        "inside a pod, else $KUBECONFIG or ~/.kube/config)",
+    )
+    p.add_argument("--context", help="kubeconfig context (default: its current context)")
+
+
+def _verb(sub: argparse._SubParsersAction[_Parser], name: str, summary: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=summary, epilog=EXIT_CODES)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="pitcrew", description="Diagnose, remediate and validate a Kubernetes monitoring stack."
+        prog="pitcrew",
+        description="Diagnose, remediate and validate a Kubernetes monitoring stack.",
+        epilog="`pitcrew VERB --help` shows a verb's options. " + EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("serve", help="run the service (webhook intake, Slack, schedules)")
+    p = _verb(sub, "serve", "run the service (webhook intake, Slack, schedules) until SIGTERM")
     p.add_argument("--config", "-c", required=True, help="pitcrew config file (YAML)")
     p.add_argument(
         "--insecure-no-webhook-auth",
@@ -52,47 +71,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept Alertmanager webhooks without authentication (testing only)",
     )
 
-    p = sub.add_parser("check-config", help="validate a config file; prints ok or one line per problem")
-    p.add_argument("file")
+    p = _verb(sub, "check-config", "validate a config file; prints ok or one line per problem")
+    p.add_argument("file", help="pitcrew config file (YAML); the *_env variables it names must be set")
 
-    p = sub.add_parser("diagnose", help="collect evidence and name root causes")
+    p = _verb(sub, "diagnose", "collect evidence and name root causes")
     _cluster_flags(p)
-    p.add_argument(
-        "--namespace", "-n", action="append", default=[], help="namespace to diagnose (repeatable)"
-    )
+    p.add_argument("--namespace", "-n", action="append", default=[], help=BUNDLE_NAMESPACE_HELP)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--snapshot", metavar="DIR", help="diagnose offline from a diagnostic bundle")
     p.add_argument("--save", metavar="DIR", help="also write a diagnostic bundle of the live cluster to DIR")
-    p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text", help=OUTPUT_HELP)
 
-    p = sub.add_parser("remediate", help="execute the proposed fix, step by step")
-    _cluster_flags(p)
-    p.add_argument("--namespace", "-n", action="append", default=[])
+    p = _verb(sub, "remediate", "execute the proposed fix, step by step")
+    _cluster_flags(p, STORE_CONFIG_HELP)
+    p.add_argument("--namespace", "-n", action="append", default=[], help=BUNDLE_NAMESPACE_HELP)
     p.add_argument("--snapshot", metavar="DIR", help="plan from a bundle (the live cluster is still changed)")
     p.add_argument("--finding", metavar="CODE", help="only the plan of this finding code")
     p.add_argument("--dry-run", action="store_true", help="server-side dry run only; print the diff")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before each step")
 
-    p = sub.add_parser("validate", help="check the monitoring stack is healthy (exit 1 on any fail)")
+    p = _verb(sub, "validate", "check the monitoring stack is healthy (exit 1 on any failed check)")
     _cluster_flags(p)
-    p.add_argument("--namespace", "-n", action="append", default=[])
-    p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    p.add_argument("--namespace", "-n", action="append", default=[], help=NAMESPACE_HELP)
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text", help=OUTPUT_HELP)
 
-    p = sub.add_parser("rollback", help="restore a backup, or every backup of an incident's execution")
-    _cluster_flags(p)
+    p = _verb(sub, "rollback", "restore a backup, or every backup of an execution or an incident's execution")
+    _cluster_flags(p, STORE_CONFIG_HELP)
     p.add_argument("id", help="backup id (b-12), execution id (e-3) or incident id (7)")
-    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before restoring")
 
-    p = sub.add_parser("history", help="incidents, plans, approvals and outcomes from the store")
-    p.add_argument("--config", "-c", help="pitcrew config file (YAML)")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    p = _verb(sub, "history", "incidents, plans, approvals and outcomes from the store")
+    p.add_argument("--config", "-c", help=STORE_CONFIG_HELP)
+    p.add_argument("--limit", type=int, default=20, help="newest incidents to show (default: 20)")
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text", help=OUTPUT_HELP)
 
-    p = sub.add_parser("summary", help="health summary of the monitoring namespaces")
-    _cluster_flags(p)
-    p.add_argument("--namespace", "-n", action="append", default=[])
+    p = _verb(sub, "summary", "health summary of the monitoring namespaces")
+    _cluster_flags(p, "pitcrew config file (YAML); its store adds incidents and remediations")
+    p.add_argument("--namespace", "-n", action="append", default=[], help=NAMESPACE_HELP)
     p.add_argument("--snapshot", metavar="DIR", help="summarize offline from a diagnostic bundle")
-    p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text", help=OUTPUT_HELP)
     return parser
 
 

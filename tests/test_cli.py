@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli import VERBS, build_parser, main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,3 +62,13 @@ def test_missing_kubeconfig_given_is_named(tmp_path: Path, capsys: pytest.Captur
     assert (
         capsys.readouterr().err.strip() == f"pitcrew validate: cannot load kubeconfig {missing}: no such file"
     )
+
+
+def test_every_option_of_every_verb_explains_itself() -> None:
+    parser = build_parser()
+    (verbs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(verbs.choices) == set(VERBS)
+    for verb, sub in verbs.choices.items():
+        assert "exit codes: 0" in sub.format_help(), verb
+        for action in sub._actions:
+            assert action.help, f"pitcrew {verb} {action.option_strings or action.dest}: no help text"
