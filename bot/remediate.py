@@ -50,6 +50,7 @@ from bot.model import (
     WorkState,
     plan_to_json,
 )
+from bot.redact import redact_json
 from bot.store import ExecutionConflict
 from bot.validate import ValidationCluster, validate
 from bot.yamldiff import to_yaml, unified_yaml_diff
@@ -284,7 +285,8 @@ async def dry_run(findings: Plan | Sequence[Finding], cluster: ClusterWriter) ->
             if status in (409, 422):
                 raise DryRunFailed(f"object changed since diagnosis: {step.target} ({exc})") from exc
             raise DryRunFailed(f"dry run of {step.target} refused: {exc}") from exc
-        diff = unified_yaml_diff(live, after, label=str(step.target))
+        # Shown in Slack and the CLI: env values and secret-looking config lines are masked.
+        diff = unified_yaml_diff(redact_json(live), redact_json(after), label=str(step.target))
         parts.append(header + "\n" + (diff or "# (no change)\n"))
     return "".join(parts)
 

@@ -313,3 +313,30 @@ async def test_rollback_backs_up_what_it_replaces_and_can_itself_be_undone(
     assert again.outcome == "rolled-back", again.detail
     reapplied = live_object(kube, "StatefulSet", "prometheus", "monitoring")
     assert reapplied is not None and reapplied["spec"] == edited["spec"]
+
+
+async def test_dry_run_diff_redacts_env_values_and_config_secrets_in_its_context(kube_writes: Kube) -> None:
+    # The diff is shown in Slack and printed by the CLI. Its context lines quote the live object: an
+    # env value next to the changed field, or a secret line next to the edited one, is not shown.
+    from bot.remediate import dry_run
+    from tests.test_remediate_e2e import NS
+
+    kube, _ = kube_writes
+    sts = live_object(kube, "StatefulSet", "prometheus", NS)
+    cm = live_object(kube, "ConfigMap", "loki-config", NS)
+    assert sts is not None and cm is not None
+    pod_spec = sts["spec"]["template"]["spec"]
+    containers = pod_spec.pop("containers")  # last, so the added securityContext follows the env
+    containers[-1].pop("env", None)
+    containers[-1]["env"] = [{"name": "REMOTE_WRITE_PASSWORD", "value": "hunter2-env-value"}]
+    pod_spec["containers"] = containers
+    (key,) = [k for k, v in cm["data"].items() if "frontend_worker" in v]
+    head, sep, tail = cm["data"][key].partition("\nfrontend_worker:")
+    cm["data"][key] = head + "\nauth_token: s3cr3t-config-value" + sep + tail
+    kube.seed([sts, cm])
+    findings = seed_findings(kube)
+    async with kube.cluster() as cluster:
+        diff = await dry_run(findings, cluster)
+    assert "  - name: REMOTE_WRITE_PASSWORD\n" in diff and "+      securityContext:\n" in diff
+    assert "    auth_token: ***\n" in diff
+    assert "hunter2-env-value" not in diff and "s3cr3t-config-value" not in diff
