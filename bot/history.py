@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -139,6 +140,12 @@ def cli_history(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else Config()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 2
+
+    if not os.path.exists(config.store.path):
+        # Opening would create an empty store and report "nothing recorded" about the wrong file.
+        where = "" if args.config else " (the default; --config names the service's config)"
+        print(f"pitcrew history: no store at {config.store.path}{where}", file=sys.stderr)
         return 2
 
     async def run() -> History:

@@ -90,6 +90,23 @@ async def test_unknown_finding_and_bad_ids_are_clear_errors(
     assert "incident 7 has no execution" in capsys.readouterr().err
 
 
+def test_history_without_a_store_says_so_and_creates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def history(*argv: str) -> int:
+        return cli_history(build_parser().parse_args(["history", *argv]))
+
+    monkeypatch.chdir(tmp_path)  # the default store is ./pitcrew.db
+    assert history() == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "pitcrew history: no store at pitcrew.db (the default; --config names the service's config)"
+    config = tmp_path / "pitcrew.yaml"
+    config.write_text(json.dumps({"store": {"path": str(tmp_path / "service.db")}}))
+    assert history("-c", str(config)) == 2
+    assert capsys.readouterr().err.strip() == f"pitcrew history: no store at {tmp_path / 'service.db'}"
+    assert list(tmp_path.glob("*.db")) == []
+
+
 async def test_remediate_yes_then_history_then_rollback(
     kube_writes: Kube, stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
