@@ -1206,11 +1206,14 @@ async def _rollback_cli(args: argparse.Namespace, config: Config, target: Rollba
                 what = executions[0].id
             else:
                 what = int(value)
+                if await store.get_execution(what) is None:
+                    print(f"pitcrew rollback: execution e-{what} does not exist", file=sys.stderr)
+                    return 2
             backups = await store.list_backups(what)
             if not backups:
-                print(f"pitcrew rollback: execution {what} has no backups to restore", file=sys.stderr)
+                print(f"pitcrew rollback: execution e-{what} has no backups to restore", file=sys.stderr)
                 return 2
-            description = f"every backup of execution {what}: " + ", ".join(b.id for b in backups)
+            description = f"every backup of execution e-{what}: " + ", ".join(b.id for b in backups)
         print(f"restoring {description}")
         if not args.yes and not await _ask("proceed? [y/N] "):
             print("nothing changed")

@@ -88,6 +88,8 @@ async def test_unknown_finding_and_bad_ids_are_clear_errors(
     assert "backup b-99 does not exist" in capsys.readouterr().err
     assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "7") == 2
     assert "incident 7 has no execution" in capsys.readouterr().err
+    assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "e-99") == 2
+    assert "execution e-99 does not exist" in capsys.readouterr().err
 
 
 def test_history_without_a_store_says_so_and_creates_none(
