@@ -244,7 +244,8 @@ def write_bundle(evidence: Evidence, directory: str | os.PathLike[str], *, analy
     root = Path(directory)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise BundleError(f"{root}: exists and is not an empty directory; choose a new one")
-    root.mkdir(parents=True, exist_ok=True)
+    # Owner-only: a bundle holds ConfigMaps and pod specs exactly as the cluster has them (logs are redacted).
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     groups: dict[tuple[str, str], list[Any]] = {}
     every: list[Iterable[Any]] = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,3 +139,15 @@ def test_unreadable_collection_time_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "observed-at.txt").write_text("yesterday\n")
     with pytest.raises(BundleError, match=r"observed-at\.txt.*not an RFC 3339 time"):
         read_bundle(tmp_path)
+
+
+def test_a_new_bundle_directory_is_owner_only(tmp_path: Path) -> None:
+    # A bundle holds ConfigMaps and pod specs exactly as the cluster has them: not for other local users.
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "pod.json").write_text(json.dumps(POD))
+    previous = os.umask(0o022)
+    try:
+        write_bundle(read_bundle(tmp_path / "in"), tmp_path / "new" / "bundle")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new" / "bundle").stat().st_mode) == 0o700
