@@ -81,7 +81,13 @@ async def serve(app: web.Application, config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         site = web.TCPSite(runner, server.listen_host, server.listen_port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # e.g. the port is taken: the reason is all there is to say
+            _log.error(
+                "cannot listen on %s:%s: %s", server.listen_host, server.listen_port, exc.strerror or exc
+            )
+            return await _shutdown(runner, server.shutdown_timeout_seconds, EXIT_FAILED)
         for address in runner.addresses:
             _log.info("listening on http://%s:%s", *address[:2])
         await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -96,4 +97,19 @@ def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(
     assert main(["serve", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"start-up failed: cannot open store {tmp_path / 'missing' / 'p.db'}: directory" in err
+    assert "Traceback" not in err
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], token_env: None
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "pitcrew.yaml"
+        path.write_text(VALID.format(db=tmp_path / "p.db").replace("18080", str(port)))
+        assert main(["serve", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}: " in err
     assert "Traceback" not in err
