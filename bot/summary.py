@@ -885,6 +885,15 @@ async def _collect(
             evidence = await asyncio.to_thread(read_bundle, deps.snapshot_dir, namespaces=namespaces)
         except (BundleError, OSError) as exc:
             return None, f"cannot read bundle {deps.snapshot_dir}: {exc}", None, source
+        if not (evidence.pods or evidence.events or evidence.services or evidence.workloads or evidence.pvcs):
+            # A mistyped -n (or a bundle of other namespaces) would otherwise read as "all healthy".
+            wanted = ", ".join(namespaces)
+            return (
+                None,
+                f"the bundle {deps.snapshot_dir} holds no objects in namespace {wanted}",
+                None,
+                source,
+            )
         return evidence, None, None, source
     if deps.cluster is None:
         return None, "no cluster connection", None, "cluster"

@@ -65,6 +65,12 @@ def test_bad_input_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert out.startswith("monitoring: unknown, the cluster could not be read (cannot read bundle")
 
+    # A namespace the bundle does not hold is not "all healthy".
+    assert main(["summary", "--snapshot", SEED, "-n", "monitoring-typo"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("monitoring-typo: unknown, the cluster could not be read (the bundle ")
+    assert "holds no objects in namespace monitoring-typo" in out
+
     config = tmp_path / "bad.yaml"
     config.write_text("schedules:\n  - name: x\n    cron: '0 9 * *'\n", encoding="utf-8")
     assert main(["summary", "--config", str(config), "--snapshot", SEED]) == 2
