@@ -303,9 +303,19 @@ class Cluster:
         """One blocking client call in a worker thread: bounded concurrency, always a timeout."""
         timeout = self.options.request_timeout_seconds
         kwargs.setdefault("_request_timeout", (timeout, timeout))
+
+        def call() -> T:
+            result = fn(*args, **kwargs)
+            if kwargs.get("_preload_content") is False:
+                # A raw response's body is read on first `.data` (then cached): read it here, in the
+                # worker thread, not later on the event loop, where a slow or large answer would stall
+                # webhooks and Slack acks.
+                _ = result.data  # type: ignore[attr-defined]
+            return result
+
         async with self._limit:
             try:
-                return await asyncio.to_thread(fn, *args, **kwargs)
+                return await asyncio.to_thread(call)
             except ApiException as exc:
                 status = exc.status or None
                 temporary = status is None or status >= 500 or status == 429

@@ -6,7 +6,9 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.cli import main
@@ -282,3 +284,23 @@ async def test_live_host_facts_over_ssh_bring_the_chown_step(
     )
     plan = diagnosis.findings[0].plan
     assert plan is not None and [s.action for s in plan.steps] == ["patch", "restart-pod", "wait-ready"]
+
+
+async def test_a_response_body_is_read_off_the_event_loop(kube: KubeHarness) -> None:
+    # The API server sends the headers, then the body a moment later. Read on the event loop (where
+    # this emulator also runs, as webhooks and Slack acks do in pitcrew), the wait would hold the loop
+    # and the body could never be sent: the read would time out.
+    async def slow_log(request: Any, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
+        if request.subresource != "log":
+            return None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request._raw_request)
+        await asyncio.sleep(0.05)
+        await response.write(b'level=error msg="open /prometheus/lock: permission denied"\n')
+        await response.write_eof()
+        return response
+
+    kube.middlewares.insert(0, slow_log)
+    async with kube.cluster(request_timeout_seconds=2.0) as cluster:
+        lines = await cluster.read_log("monitoring", "prometheus-0", "prometheus")
+    assert lines == ('level=error msg="open /prometheus/lock: permission denied"',)
