@@ -96,7 +96,12 @@ def _at_least(problems: list[str], name: str, value: float, minimum: float) -> N
 
 
 def _url(problems: list[str], name: str, value: str | None) -> None:
-    if value is not None and not re.match(r"^https?://[^\s/]+", value):
+    if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*:[^\s/@]*@", value):
+        # Not echoed: the URL would print the password wherever it is shown (checks, logs, links).
+        problems.append(
+            f"{name}: must not carry credentials (user:password@); secrets are not read from the config file"
+        )
+    elif value is not None and not re.match(r"^https?://[^\s/]+", value):
         problems.append(f"{name}: must be an http:// or https:// URL, got {value!r}")
 
 

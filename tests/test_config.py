@@ -415,3 +415,20 @@ def test_host_with_empty_known_hosts_file_is_refused() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config({"hosts": [host]}, env={})
     assert error.value.problems == ["hosts[0].known_hosts_file: must not be empty"]
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("validation", "grafana_url"),
+        ("validation", "loki_url"),
+        ("alertmanager", "url"),
+        ("slack", "api_base_url"),
+    ],
+)
+def test_a_url_carrying_credentials_is_refused_without_echoing_them(section: str, key: str) -> None:
+    # A password in a URL would be printed wherever the URL is (CLI checks, logs, silence links).
+    problems = _problems({section: {key: "http://admin:hunter2-in-url@grafana.monitoring:3000"}})
+    assert f"{section}.{key}: must not carry credentials (user:password@)" in "\n".join(problems), problems
+    assert not any("hunter2-in-url" in p for p in problems)
+    parse_config({section: {key: "http://grafana.monitoring:3000"}}, env={})  # no credentials: fine
