@@ -425,12 +425,12 @@ def _fail(message: str) -> int:
 def cli_diagnose(args: argparse.Namespace) -> int:
     from bot.config import ConfigError
     from bot.snapshot import BundleError, read_bundle, write_bundle
-    from bot.validate import load_cli_config
+    from bot.validate import load_cli_config, report_config_error
 
     try:
         config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
     except ConfigError as exc:
-        return _fail("bad config: " + "; ".join(exc.problems))
+        return report_config_error("diagnose", exc)
     except OSError as exc:
         return _fail(f"cannot read config {args.config}: {exc}")
     settings = settings_from_config(config)

@@ -132,6 +132,7 @@ def cli_history(args: argparse.Namespace) -> int:
     """`pitcrew history`: 0 always when the store can be read, 2 on bad config / unreadable store."""
     from bot.config import Config, ConfigError, load_config
     from bot.store import Store, StoreError
+    from bot.validate import report_config_error
 
     if args.limit < 1:
         print("pitcrew history: --limit must be at least 1", file=sys.stderr)
@@ -139,8 +140,7 @@ def cli_history(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else Config()
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return report_config_error("history", exc)
 
     if not os.path.exists(config.store.path):
         # Opening would create an empty store and report "nothing recorded" about the wrong file.

@@ -1045,13 +1045,12 @@ def cli_remediate(args: argparse.Namespace) -> int:
     from bot.cluster import ClusterError
     from bot.config import ConfigError
     from bot.snapshot import BundleError, read_bundle
-    from bot.validate import load_cli_config
+    from bot.validate import load_cli_config, report_config_error
 
     try:
         config = load_cli_config(args)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return report_config_error("remediate", exc)
     bundle: Evidence | None = None
     if args.snapshot:
         try:
@@ -1154,7 +1153,7 @@ def cli_rollback(args: argparse.Namespace) -> int:
     2 on bad input."""
     from bot.cluster import ClusterError
     from bot.config import ConfigError
-    from bot.validate import load_cli_config
+    from bot.validate import load_cli_config, report_config_error
 
     target = parse_rollback_id(args.id)
     if target is None:
@@ -1167,8 +1166,7 @@ def cli_rollback(args: argparse.Namespace) -> int:
     try:
         config = load_cli_config(args)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return report_config_error("rollback", exc)
     if not _interactive_allowed(args, "rollback"):
         return 2
     try:

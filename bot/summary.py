@@ -1077,14 +1077,12 @@ async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummar
 def cli_summary(args: argparse.Namespace) -> int:
     """`pitcrew summary`: exit 0 all healthy, 1 problems (or the cluster could not be read), 2 bad input."""
     from bot.config import ConfigError
-    from bot.validate import load_cli_config
+    from bot.validate import load_cli_config, report_config_error
 
     try:
         config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"pitcrew summary: {problem}", file=sys.stderr)
-        return 2
+        return report_config_error("summary", exc)
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None:
         import os

@@ -40,7 +40,7 @@ from bot.model import CheckResult, CheckStatus, ObjectRef
 
 if TYPE_CHECKING:
     from bot.cluster import Cluster
-    from bot.config import Config
+    from bot.config import Config, ConfigError
 
 CHECKS: tuple[str, ...] = (
     "pods-ready",
@@ -605,6 +605,14 @@ def load_cli_config(args: argparse.Namespace) -> Config:
     return config
 
 
+def report_config_error(verb: str, error: ConfigError) -> int:
+    """Every CLI verb says why its --config is unusable the same way: one line per problem, on
+    stderr, naming the verb. Returns the bad-input exit code."""
+    for problem in error.problems:
+        print(f"pitcrew {verb}: bad config: {problem}", file=sys.stderr)
+    return 2
+
+
 @contextlib.asynccontextmanager
 async def reachable_cluster(config: Config) -> AsyncIterator[Cluster]:
     """A `Cluster` for the CLI verbs, from the config's `cluster` section, whose API server has
@@ -625,8 +633,7 @@ def cli_validate(args: argparse.Namespace) -> int:
     try:
         config = load_cli_config(args)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return report_config_error("validate", exc)
 
     async def run() -> list[CheckResult]:
         async with reachable_cluster(config) as cluster:

@@ -72,3 +72,21 @@ def test_every_option_of_every_verb_explains_itself() -> None:
         assert "exit codes: 0" in sub.format_help(), verb
         for action in sub._actions:
             assert action.help, f"pitcrew {verb} {action.option_strings or action.dest}: no help text"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["diagnose"], ["remediate"], ["validate"], ["rollback", "b-1"], ["history"], ["summary"]],
+    ids=lambda argv: argv[0],
+)
+def test_every_verb_reports_a_bad_config_the_same_way(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pitcrew.yaml"
+    config.write_text("server:\n  colour: blue\nworkers:\n  concurrency: 0\n")
+    assert main([*argv, "--config", str(config)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 2 and captured.out == ""
+    assert lines[0].startswith(f"pitcrew {argv[0]}: bad config: server.colour: ")
+    assert lines[1].startswith(f"pitcrew {argv[0]}: bad config: workers.concurrency: ")
