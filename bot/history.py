@@ -145,7 +145,10 @@ def cli_history(args: argparse.Namespace) -> int:
     if not os.path.exists(config.store.path):
         # Opening would create an empty store and report "nothing recorded" about the wrong file.
         where = "" if args.config else " (the default; --config names the service's config)"
-        print(f"pitcrew history: no store at {config.store.path}{where}", file=sys.stderr)
+        print(
+            f"pitcrew history: cannot read the store {config.store.path}: no such file{where}",
+            file=sys.stderr,
+        )
         return 2
 
     async def run() -> History:

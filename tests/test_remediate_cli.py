@@ -101,11 +101,15 @@ def test_history_without_a_store_says_so_and_creates_none(
     monkeypatch.chdir(tmp_path)  # the default store is ./pitcrew.db
     assert history() == 2
     err = capsys.readouterr().err.strip()
-    assert err == "pitcrew history: no store at pitcrew.db (the default; --config names the service's config)"
+    assert err == (
+        "pitcrew history: cannot read the store pitcrew.db: no such file"
+        " (the default; --config names the service's config)"
+    )
     config = tmp_path / "pitcrew.yaml"
     config.write_text(json.dumps({"store": {"path": str(tmp_path / "service.db")}}))
     assert history("-c", str(config)) == 2
-    assert capsys.readouterr().err.strip() == f"pitcrew history: no store at {tmp_path / 'service.db'}"
+    err = capsys.readouterr().err.strip()
+    assert err == f"pitcrew history: cannot read the store {tmp_path / 'service.db'}: no such file"
     assert list(tmp_path.glob("*.db")) == []
 
 

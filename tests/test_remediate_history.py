@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 
@@ -115,9 +116,14 @@ def seed_findings_offline() -> tuple[Finding, ...]:
     )
 
 
+async def _create_store(path: Path) -> None:
+    await (await Store.open(str(path))).close()
+
+
 def test_history_of_an_empty_store_and_bad_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"store": {"path": str(tmp_path / "s.db")}}))
+    asyncio.run(_create_store(tmp_path / "s.db"))  # history reads a store; it does not create one
     assert cli_history(argparse.Namespace(config=str(config), limit=5, output="text")) == 0
     assert capsys.readouterr().out == "no incidents or executions recorded\n"
     assert cli_history(argparse.Namespace(config=str(config), limit=0, output="text")) == 2
