@@ -114,6 +114,9 @@ class CollectOptions:
     api_concurrency: int = 8  # calls in flight at once (worker threads in use)
     max_log_containers: int = 50  # bound on log reads per collection, whatever the outage size
     max_log_lines_since: int = 2000  # bound on one "log since the fix" read (a chatty container)
+    # Bytes of one log read, whatever its lines' length (a container writing huge lines); the API
+    # server stops there, so a cut falls on the newest lines of the window.
+    max_log_bytes: int = 2 * 1024 * 1024
 
 
 # kind -> (API attribute, namespaced list method, cluster-wide list method, RBAC resource name)
@@ -382,6 +385,7 @@ class Cluster:
             container=container,
             previous=previous,
             tail_lines=tail_lines or self.options.log_tail_lines,
+            limit_bytes=self.options.max_log_bytes,
             _preload_content=False,
         )
         text = response.data.decode("utf-8", errors="replace")
@@ -539,6 +543,7 @@ class Cluster:
             container=container,
             since_seconds=max(1, since_seconds),
             tail_lines=self.options.max_log_lines_since,
+            limit_bytes=self.options.max_log_bytes,
             _preload_content=False,
         )
         return tuple(redact_lines(response.data.decode("utf-8", errors="replace").splitlines()))

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from bot.cli import main
+from bot.cluster import CollectOptions
 from bot.diagnose import collect_and_diagnose, diagnose, render_text
 from bot.evidence import LogKey, Scope
 from bot.hosts import Hosts
@@ -304,3 +305,15 @@ async def test_a_response_body_is_read_off_the_event_loop(kube: KubeHarness) -> 
     async with kube.cluster(request_timeout_seconds=2.0) as cluster:
         lines = await cluster.read_log("monitoring", "prometheus-0", "prometheus")
     assert lines == ('level=error msg="open /prometheus/lock: permission denied"',)
+
+
+async def test_a_log_read_is_bounded_in_bytes_not_only_in_lines(kube: KubeHarness) -> None:
+    # 200 lines of 64 KiB each: a tail of lines alone would be 12.5 MiB in memory, per container.
+    kube.logs[("monitoring", "loki-0", "loki", False)] = [f"{n:04d} " + "x" * 65536 for n in range(200)]
+    async with kube.cluster(log_tail_lines=200) as cluster:
+        lines = await cluster.read_log("monitoring", "loki-0", "loki")
+        since = await cluster.read_log_since("monitoring", "loki-0", "loki", since_seconds=60)
+    limit = CollectOptions().max_log_bytes
+    for read in (lines, since):
+        assert 0 < len("\n".join(read)) <= limit
+        assert read[0].startswith("0000 ")

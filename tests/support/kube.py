@@ -282,8 +282,8 @@ async def serve_version(request: kmock.Request, harness: KubeHarness) -> aiohttp
 
 
 async def serve_pod_logs(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
-    """`GET .../pods/<name>/log?container=&previous=&tailLines=` from `harness.logs`, like the kubelet:
-    400 when a previous instance is asked for and there is none."""
+    """`GET .../pods/<name>/log?container=&previous=&tailLines=&limitBytes=` from `harness.logs`, like
+    the kubelet: 400 when a previous instance is asked for and there is none."""
     if request.subresource != "log" or request.resource is None or request.resource.plural != "pods":
         return None
     params = dict(request.params)
@@ -301,7 +301,11 @@ async def serve_pod_logs(request: kmock.Request, harness: KubeHarness) -> aiohtt
     tail = params.get("tailLines")
     if tail and tail.isdigit():
         lines = lines[-int(tail) :] if int(tail) else []
-    return aiohttp.web.Response(text="".join(line + "\n" for line in lines), content_type="text/plain")
+    body = "".join(line + "\n" for line in lines).encode("utf-8")
+    limit = params.get("limitBytes")
+    if limit and limit.isdigit():
+        body = body[: int(limit)]  # the kubelet stops after limitBytes, mid-line if need be
+    return aiohttp.web.Response(body=body, content_type="text/plain")
 
 
 @pytest.fixture(scope="session")
