@@ -477,6 +477,17 @@ async def test_help_and_malformed_commands_get_usage_in_the_ack(env: Env) -> Non
     assert status == 200 and "not a duration" in text
 
 
+async def test_history_lists_executions_as_rollback_takes_them(env: Env) -> None:
+    incident_id = await seed_incident(env.store)
+    execution = await env.store.start_execution(incident_id, "cli", ["monitoring/StatefulSet/p"], "{}")
+    await env.command("history 5")
+    await env.api.wait_for(lambda a: bool(a.responses), what="history answer")
+    # `/pitcrew rollback e-N` (and the CLI's `pitcrew rollback e-N`) take what this shows.
+    assert f"execution e-{execution.id} · incident #{incident_id}" in json.dumps(
+        env.api.responses[0], ensure_ascii=False
+    )
+
+
 async def test_status_history_and_diagnose_commands(env: Env) -> None:
     incident_id = await seed_incident(env.store)
     status, text = await env.command("status")

@@ -25,6 +25,7 @@ from bot.slack import commands as C
         ("history", C.History(10)),
         ("history 3", C.History(3)),
         ("rollback 12", C.Rollback("12")),
+        ("rollback e-12", C.Rollback("12")),  # the CLI's spelling of an execution
         ("rollback b-4", C.Rollback("b-4")),
         ("silence 42 2h", C.Silence(42, 7200, "2h")),
         ("silence #42 1h30m", C.Silence(42, 5400, "1h30m")),
@@ -47,6 +48,7 @@ def test_parse(text: str, expected: C.Command) -> None:
         ("history lots", "1 to 50"),
         ("rollback", "takes one"),
         ("rollback ../etc", "takes one"),
+        ("rollback e-", "takes one"),
         ("silence 42", "incident id and a duration"),
         ("silence x 2h", "not an incident id"),
         ("silence 42 forever", "not a duration"),

@@ -15,7 +15,8 @@ _KIND = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_ROLLBACK_ID = re.compile(r"^(\d+|b-\d+)$")
+# An execution "12" or "e-12" (the CLI's spelling), or a backup "b-12".
+_ROLLBACK_ID = re.compile(r"^(\d+|e-\d+|b-\d+)$")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def usage(command: str = "/pitcrew") -> str:
             f"`{c} diagnose [NAMESPACE | NAMESPACE/KIND/NAME]` — diagnose now, post the result with buttons",
             f"`{c} validate [NAMESPACE]` — run the health checks",
             f"`{c} history [N]` — the last N executions (default 10, at most {MAX_HISTORY})",
-            f"`{c} rollback ID` — restore an execution's backups (execution id, or a backup id like b-12)",
+            f"`{c} rollback ID` — restore an execution's backups (an execution e-12, or a backup b-12)",
             f"`{c} silence INCIDENT DURATION` — silence an incident's alerts (e.g. 2h, 1d, 1h30m)",
             f"`{c} summary` — post a health summary now",
         ]
@@ -145,8 +146,8 @@ def parse(text: str) -> Command:
         return History(limit=int(args[0]))
     if name == "rollback":
         if len(args) != 1 or not _ROLLBACK_ID.match(args[0]):
-            raise CommandError("`rollback` takes one execution id (e.g. 12) or backup id (e.g. b-12)")
-        return Rollback(ref=args[0])
+            raise CommandError("`rollback` takes one execution id (e.g. e-12 or 12) or backup id (e.g. b-12)")
+        return Rollback(ref=args[0].removeprefix("e-"))
     if name == "silence":
         if len(args) != 2:
             raise CommandError("`silence` takes an incident id and a duration, e.g. `silence 42 2h`")

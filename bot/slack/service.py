@@ -448,7 +448,7 @@ class SlackService:
             case C.History(limit=limit):
                 executions = await self.store.list_executions(limit=limit)
                 lines = [
-                    f"execution {e.id} · incident {_ref(e.incident_id)} · {e.status}"
+                    f"execution e-{e.id} · incident {_ref(e.incident_id)} · {e.status}"
                     f" · by {e.actor} · {B.when(e.started_at)} · {e.detail}"
                     for e in executions
                 ]
