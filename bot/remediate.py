@@ -389,7 +389,8 @@ async def _write_backup_file(folder: Path, name: str, target: str, content: str)
         except ValueError:
             data = content
         # Owner-only: a backed-up object may carry values (env, config) not everyone should read.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_NOFOLLOW: never through a symlink planted at the (predictable) name.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(f"# pitcrew backup of {target}\n" + to_yaml(data))
 

@@ -4,6 +4,7 @@ and plan rendering, rollback id parsing. Table-driven; no servers."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +258,18 @@ def test_preflight_refuses_patches_not_pinned_to_the_diagnosis(
             only.startswith(f"step 2 (patch {STS}): not pinned to the state seen at diagnosis")
             and problem in only
         )
+
+
+async def test_a_backup_file_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    # Backup file names are predictable: one planted as a symlink in the folder must not redirect
+    # pitcrew's write (the step fails before its change; the store's backup is the one of record).
+    from bot.remediate import _write_backup_file
+
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep me\n")
+    (folder / "01-monitoring_ConfigMap_loki-config.yaml").symlink_to(victim)
+    with pytest.raises(OSError):
+        await _write_backup_file(folder, "01", "monitoring/ConfigMap/loki-config", '{"kind": "ConfigMap"}')
+    assert victim.read_text() == "keep me\n"
