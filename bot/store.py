@@ -1253,6 +1253,18 @@ class Store:
             if conn.execute(sql, (*params, item_id)).rowcount == 0:
                 raise NotFound(f"outbox item {item_id} does not exist")
 
+    async def prune_outbox(self, done_before: float) -> int:
+        """Delete delivered (or given-up) items finished before `done_before`; returns how many. The
+        pending ones and the audit log are never pruned."""
+        return await self._run(self._prune_outbox, done_before)
+
+    def _prune_outbox(self, done_before: float) -> int:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM outbox WHERE state IN ('sent', 'failed') AND done_at < ?", (done_before,)
+            )
+            return cursor.rowcount
+
     async def outbox_backlog(self) -> int:
         """Number of undelivered items."""
         return await self._run(self._outbox_backlog)

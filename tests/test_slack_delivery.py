@@ -232,3 +232,21 @@ async def test_an_outage_across_a_restart_loses_no_update(tmp_path: Path, slack_
         assert slack_api.ok_calls()[1].thread_ts == ts
     finally:
         await store.close()
+
+
+async def test_delivered_items_are_pruned_after_the_retention_pending_ones_never(
+    store: Store, slack_api: SlackApiServer
+) -> None:
+    clock = StepClock()
+    worker = worker_for(store, slack_api, clock)
+    await enqueue(store, "t1", "chat.postMessage", plain("C-OPS", "one"))
+    await enqueue(store, "t2", "chat.postMessage", plain("C-OPS", "two"))
+    assert await worker.deliver_due() == 2
+    slack_api.fail_next("chat.postMessage", status=500)
+    await enqueue(store, "t3", "chat.postMessage", plain("C-OPS", "still pending"))
+    assert await worker.deliver_due() == 1  # answered 500: waits for a retry
+
+    assert await worker.prune() == 0  # delivered just now: kept
+    clock.now += 8 * 86400
+    assert await worker.prune() == 2
+    assert await store.outbox_backlog() == 1  # the undelivered item is kept

@@ -122,6 +122,7 @@ class OutboxWorker:
         retry: RetryPolicy | None = None,
         batch: int = 20,
         idle_seconds: float = 0.5,
+        keep_done_seconds: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -131,6 +132,8 @@ class OutboxWorker:
         self._batch = batch
         self._idle = idle_seconds
         self._clock = clock
+        self._keep_done = keep_done_seconds
+        self._pruned_at: float | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -148,9 +151,19 @@ class OutboxWorker:
                 await self._task
             self._task = None
 
+    async def prune(self) -> int:
+        """Drop delivered items older than the retention, at most once an hour, so the outbox table
+        does not grow with every message pitcrew ever sent."""
+        now = self._clock()
+        if self._pruned_at is not None and now - self._pruned_at < 3600:
+            return 0
+        self._pruned_at = now
+        return await self._store.prune_outbox(now - self._keep_done)
+
     async def _run(self) -> None:
         while True:
             try:
+                await self.prune()
                 sent = await self.deliver_due()
             except asyncio.CancelledError:
                 raise
