@@ -524,7 +524,7 @@ async def test_queued_manual_diagnoses_are_bounded(env: Env) -> None:
 
 
 async def test_rollback_command_checks_authorisation(env: Env) -> None:
-    await env.command("rollback 99", user="UALICE")
+    await env.command("rollback e-99", user="UALICE")
     await env.api.wait_for(lambda a: bool(a.responses), what="answer")
     assert "Execution 99 does not exist" in env.api.responses[0]["text"]
 
@@ -537,7 +537,7 @@ async def test_rollback_command_checks_authorisation(env: Env) -> None:
     (execution,) = await env.store.list_executions(incident_id)
     (backup,) = await env.store.list_backups(execution.id)
     # Not an approver: refused by execution id and by backup id, audited, nothing rolled back.
-    for ref in (str(execution.id), backup.id):
+    for ref in (f"e-{execution.id}", backup.id):
         await env.command(f"rollback {ref}", user="UMALLORY")
     await env.api.wait_for(lambda a: len(a.responses) >= 4, what="refusals")
     assert all("not an approver" in r["text"] for r in env.api.responses[2:4]), env.api.responses
@@ -545,7 +545,8 @@ async def test_rollback_command_checks_authorisation(env: Env) -> None:
     assert env.executor.rollbacks == []
     audit = [(e.actor, e.action) for e in await env.store.list_audit(incident_id=incident_id)]
     assert audit.count(("slack:UMALLORY", "rollback denied")) == 2
-    await env.command(f"rollback {execution.id}", user="UBOB")
+    # By incident number, as the message shows it (and as `pitcrew rollback N` takes it).
+    await env.command(f"rollback {incident_id}", user="UBOB")
     await env.api.wait_for(lambda a: len(a.responses) >= 5, what="rollback answer")
     assert "Rolling back execution" in env.api.responses[4]["text"]
     await env.service.drain()
@@ -564,12 +565,12 @@ async def test_rollback_of_an_execution_without_incident_checks_its_targets_name
         execution = await env.store.start_execution(None, "cli", ["guarded/ConfigMap/loki-config"], "{}")
         backup_id = await env.store.save_backup(execution.id, "guarded/ConfigMap/loki-config", "object", "{}")
         await env.store.finish_execution(execution.id, "succeeded", "done")
-        for ref in (str(execution.id), backup_id):
+        for ref in (f"e-{execution.id}", backup_id):
             await env.command(f"rollback {ref}", user="UALICE")
         await env.api.wait_for(lambda a: len(a.responses) >= 2, what="refusals")
         texts = [r["text"] for r in env.api.responses]
         assert all("not an approver for namespace guarded" in t for t in texts), texts
-        await env.command(f"rollback {execution.id}", user="UBOB")
+        await env.command(f"rollback e-{execution.id}", user="UBOB")
         await env.api.wait_for(lambda a: len(a.responses) >= 3, what="rollback answer")
         assert "Rolling back execution" in env.api.responses[2]["text"]
         await env.service.drain()

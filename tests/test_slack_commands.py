@@ -24,8 +24,8 @@ from bot.slack import commands as C
         ("validate monitoring", C.Validate("monitoring")),
         ("history", C.History(10)),
         ("history 3", C.History(3)),
-        ("rollback 12", C.Rollback("12")),
-        ("rollback e-12", C.Rollback("12")),  # the CLI's spelling of an execution
+        ("rollback 7", C.Rollback("7")),  # an incident, as `pitcrew rollback 7`
+        ("rollback e-12", C.Rollback("e-12")),
         ("rollback b-4", C.Rollback("b-4")),
         ("silence 42 2h", C.Silence(42, 7200, "2h")),
         ("silence #42 1h30m", C.Silence(42, 5400, "1h30m")),

@@ -47,7 +47,7 @@ class History:
 
 @dataclass(frozen=True)
 class Rollback:
-    ref: str  # an execution id ("12") or a backup id ("b-12")
+    ref: str  # as `pitcrew rollback` takes it: an incident ("7"), an execution ("e-12") or a backup ("b-4")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def usage(command: str = "/pitcrew") -> str:
             f"`{c} diagnose [NAMESPACE | NAMESPACE/KIND/NAME]` — diagnose now, post the result with buttons",
             f"`{c} validate [NAMESPACE]` — run the health checks",
             f"`{c} history [N]` — the last N executions (default 10, at most {MAX_HISTORY})",
-            f"`{c} rollback ID` — restore an execution's backups (an execution e-12, or a backup b-12)",
+            f"`{c} rollback ID` — undo a fix: of an incident (7), an execution (e-12) or one backup (b-4)",
             f"`{c} silence INCIDENT DURATION` — silence an incident's alerts (e.g. 2h, 1d, 1h30m)",
             f"`{c} summary` — post a health summary now",
         ]
@@ -146,8 +146,10 @@ def parse(text: str) -> Command:
         return History(limit=int(args[0]))
     if name == "rollback":
         if len(args) != 1 or not _ROLLBACK_ID.match(args[0]):
-            raise CommandError("`rollback` takes one execution id (e.g. e-12 or 12) or backup id (e.g. b-12)")
-        return Rollback(ref=args[0].removeprefix("e-"))
+            raise CommandError(
+                "`rollback` takes one id: an incident (7), an execution (e-12) or a backup (b-4)"
+            )
+        return Rollback(ref=args[0])
     if name == "silence":
         if len(args) != 2:
             raise CommandError("`silence` takes an incident id and a duration, e.g. `silence 42 2h`")

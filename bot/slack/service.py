@@ -454,8 +454,7 @@ class SlackService:
                 ]
                 return B.render_lines(f"Last {len(executions)} execution(s)", lines)
             case C.Rollback(ref=ref):
-                text = await self.workflow.rollback(ref if ref.startswith("b-") else int(ref), actor)
-                return B.render_note(text)
+                return B.render_note(await self._rollback(ref, actor))
             case C.Silence():
                 return B.render_note(await self._silence(parsed, actor))
             case C.Validate(namespace=namespace):
@@ -514,6 +513,18 @@ class SlackService:
             )
         link = self.alertmanager.silence_url(silence_id)
         return f"Silenced incident #{incident.id} for {parsed.duration_text} ({matchers}): {link}"
+
+    async def _rollback(self, ref: str, actor: Actor) -> str:
+        """The same ids as `pitcrew rollback`: a bare number is an incident (as the messages number
+        them), `e-N` an execution, `b-N` one backup."""
+        if ref.startswith("b-"):
+            return await self.workflow.rollback(ref, actor)
+        if ref.startswith("e-"):
+            return await self.workflow.rollback(int(ref.removeprefix("e-")), actor)
+        executions = await self.store.list_executions(int(ref), limit=1)
+        if not executions:
+            return f"Incident #{ref} has no execution to roll back."
+        return await self.workflow.rollback(executions[0].id, actor)
 
     async def _diagnose(self, parsed: C.Diagnose, actor: Actor, channel: str) -> str:
         """Queue a diagnosis as an incident of its own, so the normal pipeline diagnoses it and posts
