@@ -21,6 +21,7 @@ from bot.metrics import MetricsRegistry
 from bot.model import WorkState
 from bot.slack import blocks as B
 from bot.slack.approvers import ApprovalPolicy, ApproverRule
+from bot.slack.messages import IncidentMessages
 from bot.slack.service import MAX_QUEUED_MANUAL_DIAGNOSES, SlackMetrics, SlackService
 from bot.slack.settings import SlackSettings
 from bot.store import Store
@@ -392,6 +393,20 @@ async def test_expired_approval_says_so(env: Env) -> None:
     )
     assert B.ACTION_APPROVE not in parent_updates(env.api, ts)[-1].action_ids()
     assert env.executor.started == []
+
+
+async def test_expiry_is_still_rendered_after_a_restart(env: Env) -> None:
+    # The expiry schedule lives in memory: a restarted pitcrew must find the open offers again.
+    incident_id = await seed_incident(env.store, severity="warning")
+    await env.service.post_incident(incident_id)
+    await env.posted(incident_id)
+    await env.service.stop()  # pitcrew goes down; its in-memory schedule with it
+    restarted = IncidentMessages(env.store, env.service.settings, clock=env.clock)
+    await restarted.restore_offers()
+    env.clock.now += 3601
+    await restarted.sync(env.clock.now - 1)
+    queued = await env.store.due_outbox(env.clock.now + 1, 50)
+    assert any("Approval expired" in item.payload_json for item in queued), [i.payload_json for i in queued]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -220,6 +220,18 @@ class IncidentMessages:
     async def is_posted(self, incident_id: int) -> bool:
         return await self._store.get_kv(_rendered_key(incident_id)) is not None
 
+    async def restore_offers(self) -> None:
+        """After a restart: find the posted messages that still offer Approve, so that their expiry is
+        rendered on time (that schedule lives in memory only)."""
+        for incident in await self._store.list_incidents(
+            status=IncidentStatus.FIRING, work_states=[WorkState.DIAGNOSED], limit=500
+        ):
+            if not await self.is_posted(incident.id):
+                continue
+            view = await self.load_view(incident)
+            if B.approval_open(view) and view.expires_at is not None:
+                self._offers_expiring[incident.id] = view.expires_at
+
     async def sync(self, since: float) -> float:
         """Refresh the messages of incidents changed since `since` whose message pitcrew already
         queued (re-notifications, resolutions, state changes made elsewhere). Returns the next cursor."""

@@ -227,6 +227,10 @@ class SlackService:
 
     async def _sync_loop(self) -> None:
         cursor = self._clock()
+        try:
+            await self.messages.restore_offers()
+        except Exception:
+            _log.exception("restoring the approval expiry schedule failed")
         while True:
             await asyncio.sleep(self._sync_interval)
             try:
