@@ -70,18 +70,14 @@ async def process_incident(app: web.Application, incident_id: int) -> None:
     await store.save_diagnosis(
         incident_id, diagnosis.findings, dry_run_diff=diff, error="; ".join(notes) or None
     )
+    codes = ", ".join(f.code for f in diagnosis.findings) or "none"
     await store.audit(
         "pitcrew",
         "diagnosed",
         incident_id=incident_id,
-        detail=f"{len(diagnosis.findings)} finding(s): "
-        + (", ".join(f.code for f in diagnosis.findings) or "none"),
+        detail=f"{len(diagnosis.findings)} finding(s): {codes}",
     )
-    _log.info(
-        "incident %d diagnosed: %s",
-        incident_id,
-        ", ".join(f.code for f in diagnosis.findings) or "no findings",
-    )
+    _log.info("incident %d diagnosed: %s", incident_id, codes)
     await post_incident(app, incident_id)
 
 
