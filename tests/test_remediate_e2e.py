@@ -32,7 +32,7 @@ from bot.model import (
     WaitReadyStep,
     WorkState,
 )
-from bot.remediate import DryRunFailed, dry_run, execute, execution_counter, rollback
+from bot.remediate import DryRunFailed, ExecutionResult, dry_run, execute, execution_counter, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import Kubelet, WriteSemantics, live_object
@@ -138,6 +138,21 @@ class Events:
 
     def phases(self, step_index: int) -> list[str]:
         return [e.phase for e in self.items if e.step_index == step_index]
+
+
+async def execute_as_cli(findings: Any, cluster: Any, store: Store, config: Config) -> ExecutionResult:
+    """`pitcrew remediate --yes` without an incident: the executor as the CLI calls it, polling fast."""
+    return await execute(
+        findings,
+        incident_id=None,
+        actor="cli",
+        cluster=cluster,
+        hosts=None,
+        store=store,
+        config=config,
+        on_event=Events(),
+        poll_interval_seconds=0.05,
+    )
 
 
 async def new_incident(store: Store) -> int:
@@ -371,17 +386,7 @@ async def test_rollback_of_one_backup_restores_only_that_object(
     kubelet.watch(NS, "prometheus-0")
     kubelet.watch(NS, "loki-0")
     async with kube.cluster() as cluster, kubelet:
-        result = await execute(
-            findings,
-            incident_id=None,
-            actor="cli",
-            cluster=cluster,
-            hosts=None,
-            store=tmp_store,
-            config=make_config(tmp_path, stack),
-            on_event=Events(),
-            poll_interval_seconds=0.05,
-        )
+        result = await execute_as_cli(findings, cluster, tmp_store, make_config(tmp_path, stack))
         assert result.outcome == "succeeded", result.detail
         cm_backup = next(
             b for b in await tmp_store.list_backups(result.execution_id or 0) if b.target == str(LOKI_CM)
@@ -576,17 +581,7 @@ async def test_live_diagnosis_plans_are_executed_end_to_end(
         diff = await dry_run(findings, cluster)
         assert "securityContext" in diff and "frontend_worker" in diff
         async with kubelet:
-            result = await execute(
-                findings,
-                incident_id=None,
-                actor="cli",
-                cluster=cluster,
-                hosts=None,
-                store=tmp_store,
-                config=make_config(tmp_path, stack),
-                on_event=Events(),
-                poll_interval_seconds=0.05,
-            )
+            result = await execute_as_cli(findings, cluster, tmp_store, make_config(tmp_path, stack))
     assert result.outcome == "succeeded", result.detail
     assert {c.name for c in result.checks} == {"pods-ready", "restarts", "endpoints", "loki-query"}
     sts_after = live_object(kube, "StatefulSet", "prometheus", NS)
