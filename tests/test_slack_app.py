@@ -34,6 +34,7 @@ from tests.support.slack import (
     block_actions_body,
     resolved_payload_for,
     seed_incident,
+    serve_on_loopback,
     sign,
     slash_command_body,
     view_submission_body,
@@ -128,11 +129,7 @@ async def make_env(
     )
     app = web.Application()
     app.router.add_post("/slack/events", service.handle_http)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_on_loopback(app)
     await service.start()
     http = ClientSession()
     try:

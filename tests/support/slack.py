@@ -57,6 +57,17 @@ KNOWN_METHODS = {
 MESSAGE_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral"}
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Start `app` on 127.0.0.1 on a free port; returns the runner (to clean up) and the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 @dataclass
 class ApiCall:
     method: str
@@ -132,13 +143,7 @@ class SlackApiServer:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{name}", self._handle_response_url)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self._port = await serve_on_loopback(app)
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -327,13 +332,7 @@ class SocketModeServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/link", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self._port = await serve_on_loopback(app)
 
     async def close(self) -> None:
         if self._ws is not None:
