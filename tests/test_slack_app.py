@@ -702,3 +702,23 @@ async def test_malformed_bodies_get_a_clear_400(env: Env, body: str) -> None:
     assert 'pitcrew_slack_requests_rejected_total{reason="invalid_signature"} 2' in metrics
     assert 'pitcrew_slack_requests_rejected_total{reason="stale"} 1' in metrics
     assert env.api.responses == [] and env.executor.started == []
+
+
+@pytest.mark.parametrize("timestamp", ["not-a-number", "", "1700000000.5", "0x6553f100", "+1700000000", "1_700_000_000"])
+async def test_malformed_request_timestamp_is_401_not_500(env: Env, timestamp: str) -> None:
+    """Bolt's verification calls int() on the header and raises ValueError (a 500) on these forms."""
+    incident_id = await seed_incident(env.store, severity="warning")
+    body = block_actions_body(B.ACTION_APPROVE, str(incident_id), response_url=env.api.response_url())
+    headers = sign(body)
+    headers["X-Slack-Request-Timestamp"] = timestamp
+    status, text = await env.post(body, headers)
+    assert status == 401, text
+    # The same for a body Bolt cannot parse (the path that checks the signature itself).
+    bad = "payload=%7Bnot-json"
+    headers = sign(bad)
+    headers["X-Slack-Request-Timestamp"] = timestamp
+    assert (await env.post(bad, headers))[0] == 401
+    metrics = await env.registry.render()
+    assert 'pitcrew_slack_requests_rejected_total{reason="invalid_signature"} 2' in metrics
+    await env.service.drain()
+    assert await env.store.list_decisions(incident_id) == [] and env.executor.started == []

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -52,6 +53,7 @@ MANUAL_GROUP_PREFIX = "pitcrew:manual:"
 # (cluster reads, a message) is bounded instead: a few queued at a time, whoever asks.
 MAX_QUEUED_MANUAL_DIAGNOSES = 5
 SYNC_TASK = "slack-sync"
+_TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
 SOCKET_CONNECT_TASK = "slack-socket-connect"
 
 
@@ -247,6 +249,10 @@ class SlackService:
     # -- HTTP front door ------------------------------------------------------------------------
 
     async def handle_http(self, request: web.Request) -> web.Response:
+        if not _TIMESTAMP.fullmatch(request.headers.get("X-Slack-Request-Timestamp", "")):
+            # Slack sends whole seconds; anything else (empty, a float, hex, spaces) makes slack_sdk's
+            # verifier raise ValueError inside Bolt (a 500). Such a request cannot be signed by Slack.
+            return self._refused(request)
         try:
             bolt_request = await to_bolt_request(request)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -278,10 +284,9 @@ class SlackService:
 
     def _rejection_reason(self, request: web.Request) -> str:
         raw = request.headers.get("X-Slack-Request-Timestamp", "")
-        try:
-            stale = abs(self._clock() - int(raw)) > SIGNATURE_MAX_AGE_SECONDS
-        except ValueError:
-            stale = False
+        if not _TIMESTAMP.fullmatch(raw):
+            return "invalid_signature"  # malformed is not "stale"
+        stale = abs(self._clock() - int(raw)) > SIGNATURE_MAX_AGE_SECONDS
         return "stale" if stale else "invalid_signature"
 
     # -- listeners ------------------------------------------------------------------------------
