@@ -704,7 +704,9 @@ async def test_malformed_bodies_get_a_clear_400(env: Env, body: str) -> None:
     assert env.api.responses == [] and env.executor.started == []
 
 
-@pytest.mark.parametrize("timestamp", ["not-a-number", "", "1700000000.5", "0x6553f100", "+1700000000", "1_700_000_000"])
+@pytest.mark.parametrize(
+    "timestamp", ["not-a-number", "", "1700000000.5", "0x6553f100", "+1700000000", "1_700_000_000"]
+)
 async def test_malformed_request_timestamp_is_401_not_500(env: Env, timestamp: str) -> None:
     """Bolt's verification calls int() on the header and raises ValueError (a 500) on these forms."""
     incident_id = await seed_incident(env.store, severity="warning")
