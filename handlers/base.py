@@ -9,6 +9,7 @@ A handler is a module with:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from bot.evidence import Container, ContainerStatus, Evidence, Pod, Workload, thaw
+from bot.evidence import Container, ContainerState, ContainerStatus, Evidence, Pod, Workload, thaw
 from bot.model import Finding, ObjectRef
 
 
@@ -164,6 +165,203 @@ def last_error_lines(lines: Sequence[str], limit: int = 3) -> list[str]:
     if found:
         return found
     return [clip(x) for x in lines[-limit:] if x.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# the line that names the error (crashes)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorQuote:
+    """What a log says went wrong: the line(s) naming the error (`named`), else its last lines.
+
+    `lines` is oldest first; for a Java stack it is the top exception and its root `Caused by:`.
+    `headline` is the one line to put in a summary (the root cause when there are two)."""
+
+    lines: tuple[str, ...] = ()
+    named: bool = False
+
+    @property
+    def headline(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+
+_PY_TRACEBACK = re.compile(r"^\s*Traceback \(most recent call last\):\s*$")
+# The line a Python traceback ends with: an unindented `module.Name: message` (or a bare `Name`).
+_PY_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+_JAVA_EXCEPTION = re.compile(
+    r"^(?:Exception in thread \"[^\"]*\" )?(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)\b"
+)
+_JAVA_CAUSED_BY = re.compile(r"^\s*Caused by: \S")
+_STACK_FRAME = re.compile(r"^\s+at \S|^\s*\.\.\. \d+ (?:more|common frames omitted)")
+# JavaScript / TypeScript: `TypeError: x is not a function` followed by `    at ...` frames.
+_JS_EXCEPTION = re.compile(r"^(?:Uncaught )?[A-Z]\w*(?:Error|Exception)(?::\s.*)?$")
+_GO_PANIC = re.compile(r"^(?:panic|fatal error): \S")
+_RUST_PANIC = re.compile(r"^thread '[^']*' panicked at ")
+_STRUCTURED_LEVEL = re.compile(
+    r"^(?:error|err|fatal|panic|dpanic|crit|critical|alert|emerg|emergency)$", re.I
+)
+_LOGFMT_PAIR = re.compile(r"""([\w.@-]+)=("(?:[^"\\]|\\.)*"|\S*)""")
+_PLAIN_ERROR = re.compile(
+    r"""^\s*[EF]\d{4} \d\d:\d\d:\d\d"""  # klog E/F lines
+    r"""|(?:^|[\s\[|])(?:ERROR|FATAL|CRITICAL|CRIT|EMERG|PANIC|SEVERE)(?:[\]\s:|]|$)"""
+    r"""|^\s*(?:error|fatal|Error|Fatal)(?:\[[^\]]*\])?:\s"""  # "error: ...", "Error: ..."
+    r"""|\[(?:error|crit|alert|emerg|fatal)\]"""  # nginx, Apache: "[emerg] host not found"
+)
+_LEVEL_KEYS = ("level", "lvl", "severity", "log.level", "loglevel", "levelname")
+_MESSAGE_KEYS = ("msg", "message", "event", "log")
+_ERROR_KEYS = ("err", "error", "error.message", "exception", "reason")
+
+
+def _structured(line: str) -> tuple[str, str, str] | None:
+    """(level, message, error) of a JSON or logfmt record, None for other lines."""
+    text = line.strip()
+    fields: dict[str, str] = {}
+    if text.startswith("{") and text.endswith("}"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        for key, value in data.items():
+            if isinstance(value, str | int | float):
+                fields[str(key).lower()] = str(value)
+            elif isinstance(value, dict) and key.lower() in ("error", "log"):
+                # ECS: {"log": {"level": "error"}}, {"error": {"message": ...}}
+                for sub, subvalue in value.items():
+                    if isinstance(subvalue, str):
+                        fields[f"{key}.{sub}".lower()] = subvalue
+    elif "=" in text:
+        for key, raw in _LOGFMT_PAIR.findall(text):
+            value = raw[1:-1].replace('\\"', '"') if raw.startswith('"') else raw
+            fields[key.lower()] = value
+        if not any(k in fields for k in _LEVEL_KEYS):
+            return None
+    else:
+        return None
+    level = next((fields[k] for k in _LEVEL_KEYS if k in fields), "")
+    message = next((fields[k] for k in _MESSAGE_KEYS if fields.get(k)), "")
+    error = next((fields[k] for k in _ERROR_KEYS if fields.get(k)), "")
+    return level, message, error
+
+
+def _python_exception(lines: Sequence[str], start: int) -> tuple[int, str] | None:
+    """The exception line closing the traceback that starts at `start`: the first unindented line."""
+    for i in range(start + 1, len(lines)):
+        line = lines[i].rstrip()
+        if not line or line[0] in " \t":
+            continue
+        if _PY_TRACEBACK.match(line):
+            return None  # a new traceback began before this one ended
+        if _PY_EXCEPTION.match(line) or ": " in line:
+            return i, line
+        return None
+    return None
+
+
+def quote_error(lines: Sequence[str], *, tail: int = 3) -> ErrorQuote:
+    """The line of a crash log that names the error, whatever the runtime wrote.
+
+    Named errors, the last one wins: a Python traceback's exception line (not `Traceback (most
+    recent call last):`), a Java exception and its deepest `Caused by:`, a JavaScript error above its
+    `at` frames, Go's `panic:` / `fatal error:`, Rust's `panicked at`, and a JSON or logfmt record at
+    level error (or worse), quoted as its message and error. Without any of those, the last plain
+    error-level line (`ERROR ...`, klog `E1009 ...`, `error: ...`); without that, the last `tail`
+    non-empty lines (`named` False)."""
+    named: tuple[int, tuple[str, ...]] | None = None  # (position, lines)
+    plain: tuple[int, str] | None = None
+    i = 0
+    count = len(lines)
+    while i < count:
+        line = lines[i].rstrip()
+        stripped = line.strip()
+        if not stripped:
+            i += 1
+            continue
+        if _PY_TRACEBACK.match(line):
+            found = _python_exception(lines, i)
+            if found is not None:
+                named = (found[0], (clip(found[1]),))
+                i = found[0] + 1
+                continue
+            i += 1
+            continue
+        next_line = lines[i + 1] if i + 1 < count else ""
+        if _JAVA_EXCEPTION.match(stripped) and (
+            stripped.startswith("Exception in thread") or _STACK_FRAME.match(next_line)
+        ):
+            top = stripped
+            root = ""
+            j = i + 1
+            while j < count:
+                candidate = lines[j].rstrip()
+                if _JAVA_CAUSED_BY.match(candidate):
+                    root = candidate.strip()
+                elif not (_STACK_FRAME.match(candidate) or candidate.startswith(("\t", "  "))):
+                    break
+                j += 1
+            named = (j - 1, tuple(clip(x) for x in (top, root) if x))
+            i = j
+            continue
+        if _JS_EXCEPTION.match(stripped) and _STACK_FRAME.match(next_line):
+            named = (i, (clip(stripped),))
+            i += 1
+            continue
+        if _GO_PANIC.match(stripped):
+            named = (i, (clip(stripped),))
+            i += 1
+            continue
+        if _RUST_PANIC.match(stripped):
+            message = stripped
+            if stripped.endswith(":") and next_line.strip():
+                message = f"{stripped} {next_line.strip()}"  # Rust 1.73+: the message is on the next line
+            named = (i, (clip(message),))
+            i += 1
+            continue
+        record = _structured(stripped)
+        if record is not None:
+            level, message, error = record
+            if _STRUCTURED_LEVEL.match(level.strip()):
+                text = message or error or stripped
+                if error and message and error not in message:
+                    text = f"{message}: {error}"
+                named = (i, (clip(text),))
+        elif _PLAIN_ERROR.search(line):
+            plain = (i, clip(stripped))
+        i += 1
+    if named is not None:
+        return ErrorQuote(named[1], named=True)
+    if plain is not None:
+        return ErrorQuote((plain[1],), named=True)
+    return ErrorQuote(tuple(clip(x) for x in [x for x in lines if x.strip()][-tail:]), named=False)
+
+
+_SIGNALS = {
+    1: "SIGHUP",
+    2: "SIGINT",
+    3: "SIGQUIT",
+    4: "SIGILL",
+    6: "SIGABRT",
+    7: "SIGBUS",
+    8: "SIGFPE",
+    9: "SIGKILL",
+    11: "SIGSEGV",
+    13: "SIGPIPE",
+    15: "SIGTERM",
+}
+
+
+def describe_exit(state: ContainerState | None) -> str:
+    """`exit code 137 (OOMKilled, SIGKILL)` for a terminated state; "" when there is none."""
+    if state is None or state.state != "terminated" or state.exit_code is None:
+        return ""
+    notes = [state.reason] if state.reason else []
+    signal = _SIGNALS.get(state.exit_code - 128) if state.exit_code > 128 else None
+    if signal:
+        notes.append(signal)
+    return f"exit code {state.exit_code}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """`crash-loop`: CrashLoopBackOff, or repeated restarts with a recent crash, not explained by a more
-specific finding (`bot.diagnose` drops it when one covers the pod). Quotes the previous log's last
-error lines and the exit code. No automatic plan.
+specific finding (`bot.diagnose` drops it when one covers the pod). Quotes the line of the previous
+log that names the error (`quote_error`: the exception of a traceback, a `panic:`, an error record's
+message), with the exit code and reason; without one, the termination message or the last lines.
+No automatic plan.
 
 Not a finding: restarts long ago on a container that has been Ready since (already recovered).
 """
@@ -11,11 +13,13 @@ from bot.evidence import Evidence
 from bot.model import Finding, Severity
 from handlers.base import (
     Settings,
+    clip,
     containers_with_status,
+    describe_exit,
     describe_status,
     is_recent,
-    last_error_lines,
     live_pods,
+    quote_error,
     refs,
 )
 
@@ -38,19 +42,20 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
             )
             if not (waiting or flapping):
                 continue
-            previous = evidence.log(pod.namespace, pod.name, status.name, previous=True)
+            # While it waits to restart, the current log is the crashed run's (what `kubectl logs` shows).
+            previous = evidence.log(pod.namespace, pod.name, status.name, previous=True) or evidence.log(
+                pod.namespace, pod.name, status.name
+            )
             lines = [f"{pod.ref}: {describe_status(status)}"]
-            if last is not None and last.message:
-                lines.append(f"termination message: {last.message.strip()[:400]}")
-            quoted = last_error_lines(previous) if previous else []
-            lines += [f"previous log: {x}" for x in quoted]
+            message = last.message.strip() if last is not None and last.message else ""
+            if message:
+                lines.append(f"termination message: {message[:400]}")
+            quote = quote_error(previous)
+            lines += [f"previous log: {x}" for x in quote.lines]
             if not previous:
                 lines.append("previous log: not available")
-            code = (
-                f"exit code {last.exit_code}"
-                if last is not None and last.exit_code is not None
-                else "unknown exit code"
-            )
+            headline = quote.headline if quote.named or not message else message.splitlines()[-1]
+            code = describe_exit(last) or "unknown exit code"
             owner = evidence.owning_workload(pod)
             findings.append(
                 Finding(
@@ -60,7 +65,7 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
                         f"{pod.name} ({container.name}) keeps crashing: "
                         f"{'CrashLoopBackOff' if waiting else 'restarting'} after "
                         f"{status.restart_count} restarts, "
-                        f"{code}" + (f": {quoted[-1]}" if quoted else "")
+                        f"{code}" + (f": {clip(headline, 240)}" if headline else "")
                     ),
                     objects=refs(pod.ref, owner.ref if owner else None),
                     evidence=tuple(lines),
