@@ -11,4 +11,5 @@ pytest_plugins: list[str] = [
     "tests.support.stackstubs",
     "tests.support.slack",
     "tests.support.deploy",
+    "tests.support.postgres",
 ]

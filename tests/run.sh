@@ -9,6 +9,9 @@ need_apt=()
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# PostgreSQL for the store/HA tests (tests/support/postgres.py runs initdb + postgres itself).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""
@@ -18,7 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # The Debian packages start their own services; the tests start private instances on free ports instead.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  ${sudo_cmd:-} systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true
+  ${sudo_cmd:-} systemctl stop prometheus prometheus-alertmanager postgresql >/dev/null 2>&1 || true
 fi
 
 # Python packages, in a project-local virtual environment.
