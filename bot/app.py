@@ -30,7 +30,7 @@ from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
 from bot.schedule import scheduler_ctx
 from bot.slack.wiring import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
-from bot.store import Store
+from bot.store import Store, StoreError
 from bot.workers import IncidentWorkers, Processor, RetryPolicy
 
 if TYPE_CHECKING:
@@ -116,7 +116,10 @@ def add_readiness_probe(app: web.Application, name: str, probe: keys.ReadinessPr
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
-    store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+    if config.store.url is not None:
+        # Never fall back to a local SQLite file when PostgreSQL was asked for: replicas would diverge.
+        raise StoreError("store.url (PostgreSQL): this pitcrew build cannot serve on PostgreSQL yet")
+    store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
     app[keys.STORE] = store
     committer = WebhookCommitter(store)
     app[keys.WEBHOOK_COMMITTER] = committer

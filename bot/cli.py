@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(sub, "check-config", "validate a config file; prints ok or one line per problem")
     p.add_argument("file", help="pitcrew config file (YAML); the *_env variables it names must be set")
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="also try the store: connect to store.url (PostgreSQL), or check store.path's folder (SQLite)",
+    )
 
     p = _verb(sub, "diagnose", "collect evidence and name root causes")
     _cluster_flags(p)

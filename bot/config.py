@@ -95,12 +95,16 @@ def _at_least(problems: list[str], name: str, value: float, minimum: float) -> N
         problems.append(f"{name}: must be at least {minimum}, got {value}")
 
 
+_URL_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*:[^\s/@]*@")
+_CREDENTIALS_PROBLEM = (
+    "must not carry credentials (user:password@); secrets are not read from the config file"
+)
+
+
 def _url(problems: list[str], name: str, value: str | None) -> None:
-    if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*:[^\s/@]*@", value):
+    if value is not None and _URL_CREDENTIALS.match(value):
         # Not echoed: the URL would print the password wherever it is shown (checks, logs, links).
-        problems.append(
-            f"{name}: must not carry credentials (user:password@); secrets are not read from the config file"
-        )
+        problems.append(f"{name}: {_CREDENTIALS_PROBLEM}")
     elif value is not None and not re.match(r"^https?://[^\s/]+", value):
         problems.append(f"{name}: must be an http:// or https:// URL, got {value!r}")
 
@@ -140,13 +144,130 @@ class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+DEFAULT_STORE_PATH = "pitcrew.db"
+_PG_SCHEMES = ("postgresql://", "postgres://")
+# libpq parameters a URL may carry; `password` is not one of them (it comes from password_env).
+_PG_URL_PARAMS = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "connect_timeout",
+        "application_name",
+        "target_session_attrs",
+        "options",
+        "server_settings",
+    }
+)
+
+
+def postgres_url_problems(url: str) -> list[str]:
+    """What is wrong with a PostgreSQL URL (`postgresql://USER@HOST[:PORT]/DB[?sslmode=...]`); [] if fine.
+    A password in it (user:password@ or ?password=) is refused and never echoed."""
+    import urllib.parse
+
+    if _URL_CREDENTIALS.match(url):
+        return [_CREDENTIALS_PROBLEM + "; set store.password_env"]
+    if not url.startswith(_PG_SCHEMES):
+        return [f"must be a postgresql://USER@HOST:PORT/DB URL, got {url!r}"]
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return [f"not a valid URL: {exc}"]
+    params = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+    if "password" in params:
+        return ["must not carry a password (?password=); set store.password_env"]
+    problems: list[str] = []
+    if not parts.hostname:
+        problems.append("needs a host (postgresql://USER@HOST:PORT/DB)")
+    if not parts.username:
+        problems.append("needs a user (postgresql://USER@HOST:PORT/DB)")
+    if not parts.path.strip("/"):
+        problems.append("needs a database name (postgresql://USER@HOST:PORT/DB)")
+    if port is not None and not 1 <= port <= 65535:
+        problems.append(f"port must be between 1 and 65535, got {port}")
+    for key in sorted(params):
+        if key not in _PG_URL_PARAMS:
+            problems.append(f"unknown parameter {key!r} (known: {', '.join(sorted(_PG_URL_PARAMS))})")
+    return problems
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    path: str = "pitcrew.db"
+    """Either `path` (SQLite, one replica; the default) or `url` (PostgreSQL, any number of replicas)."""
+
+    path: str | None = None
     synchronous: Literal["normal", "full"] = "normal"
+    url: str | None = None
+    password: Secret | None = None
+    # PostgreSQL connection pool size per replica.
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "postgresql" if self.url is not None else "sqlite"
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (the default when neither path nor url is set)."""
+        return self.path if self.path is not None else DEFAULT_STORE_PATH
 
     def validate(self) -> list[str]:
-        return [] if self.path.strip() else ["path: must not be empty"]
+        problems: list[str] = []
+        if self.path is not None and self.url is not None:
+            problems.append("path: set either path (SQLite) or url (PostgreSQL), not both")
+        if self.path is not None and not self.path.strip():
+            problems.append("path: must not be empty")
+        if self.url is not None:
+            problems.extend(f"url: {p}" for p in postgres_url_problems(self.url))
+        elif self.password is not None:
+            problems.append("password_env: only used with url (PostgreSQL); SQLite has no password")
+        _at_least(problems, "pool_min_size", self.pool_min_size, 0)
+        _at_least(problems, "pool_max_size", self.pool_max_size, max(1, self.pool_min_size))
+        return problems
+
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class HAConfig:
+    """Several replicas on one PostgreSQL store. `enabled: true` is how a replica knows it may have
+    peers: it then takes part in leader election (a coordination.k8s.io Lease) and refuses SQLite."""
+
+    enabled: bool = False
+    lease_name: str = "pitcrew-leader"
+    # Default: pitcrew's own namespace (the service account's namespace file, or $POD_NAMESPACE).
+    lease_namespace: str | None = None
+    lease_duration_seconds: float = 15.0
+    renew_interval_seconds: float = 5.0
+    # This replica's name in the Lease and in claims (default: $POD_NAME, else the host name).
+    identity: str | None = None
+
+    def validate(self) -> list[str]:
+        problems: list[str] = []
+        if not _DNS_SUBDOMAIN.match(self.lease_name):
+            problems.append(
+                f"lease_name: must be a DNS subdomain name (a-z, 0-9, -, .), got {self.lease_name!r}"
+            )
+        if self.lease_namespace is not None and not _DNS_LABEL.match(self.lease_namespace):
+            problems.append(f"lease_namespace: must be a namespace name, got {self.lease_namespace!r}")
+        _at_least(problems, "lease_duration_seconds", self.lease_duration_seconds, 1)
+        _positive(problems, "renew_interval_seconds", self.renew_interval_seconds)
+        if self.renew_interval_seconds * 2 > self.lease_duration_seconds:
+            # Two renewals must fit in a lease, or one slow API call loses leadership.
+            problems.append(
+                f"renew_interval_seconds: must be at most half of lease_duration_seconds"
+                f" ({self.lease_duration_seconds:g}), got {self.renew_interval_seconds:g}"
+            )
+        if self.identity is not None and not self.identity.strip():
+            problems.append("identity: must not be empty")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -393,10 +514,16 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
     schedules: tuple[ScheduleConfig, ...] = ()
+    ha: HAConfig = field(default_factory=HAConfig)
 
     def validate(self) -> list[str]:
         """Rules spanning sections (each section checks itself)."""
         problems: list[str] = []
+        if self.ha.enabled and self.store.url is None:
+            problems.append(
+                "ha.enabled: replicas need a shared PostgreSQL store (set store.url and store.password_env);"
+                " SQLite is one replica's file, two replicas on it would run everything twice"
+            )
         _unique(problems, "hosts", [h.name for h in self.hosts], "name")
         _unique(problems, "schedules", [s.name for s in self.schedules], "name")
         if self.slack.enabled:

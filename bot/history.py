@@ -142,17 +142,17 @@ def cli_history(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return report_config_error("history", exc)
 
-    if not os.path.exists(config.store.path):
+    if not os.path.exists(config.store.sqlite_path):
         # Opening would create an empty store and report "nothing recorded" about the wrong file.
         where = "" if args.config else " (the default; --config names the service's config)"
         print(
-            f"pitcrew history: cannot read the store {config.store.path}: no such file{where}",
+            f"pitcrew history: cannot read the store {config.store.sqlite_path}: no such file{where}",
             file=sys.stderr,
         )
         return 2
 
     async def run() -> History:
-        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
         try:
             return await load_history(store, limit=args.limit)
         finally:
@@ -161,7 +161,7 @@ def cli_history(args: argparse.Namespace) -> int:
     try:
         history = asyncio.run(run())
     except (StoreError, OSError) as exc:
-        print(f"pitcrew history: cannot read the store {config.store.path}: {exc}", file=sys.stderr)
+        print(f"pitcrew history: cannot read the store {config.store.sqlite_path}: {exc}", file=sys.stderr)
         return 2
     print(render_json(history) if args.output == "json" else render_text(history), end="")
     return 0

@@ -1114,7 +1114,7 @@ async def _remediate(args: argparse.Namespace, config: Config, bundle: Evidence 
             return await _ask(f"apply step {index + 1} ({step.action} {step.target})? [y/N] ")
 
         hosts = Hosts(config.hosts) if config.hosts else None
-        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
         try:
             result = await execute(
                 plan,
@@ -1183,7 +1183,7 @@ async def _rollback_cli(args: argparse.Namespace, config: Config, target: Rollba
     from bot.validate import reachable_cluster
 
     kind, value = target
-    store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+    store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
     try:
         what: int | str
         if kind == "backup":

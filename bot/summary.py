@@ -1065,7 +1065,7 @@ async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummar
     store: Store | None = None
     if getattr(args, "config", None):
         # Only with a config file: its store holds incidents, remediations and the previous summary.
-        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
     try:
         deps = SummaryDeps(config=config, store=store, snapshot_dir=getattr(args, "snapshot", None))
         return await build_summary(deps, namespaces=args.namespace or None)

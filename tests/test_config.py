@@ -216,7 +216,7 @@ def test_several_problems_are_reported_together() -> None:
         }
     )
     assert problems == [
-        "bogus: unknown key (known keys: alertmanager, cluster, diagnosis, hosts, logging, remediation, "
+        "bogus: unknown key (known keys: alertmanager, cluster, diagnosis, ha, hosts, logging, remediation, "
         "schedules, server, slack, store, validation, webhook, workers)",
         "server.listen_port: expected integer, got string 'x'",
         "logging.level: expected one of debug, info, warning, error; got string 'loud'",
@@ -244,7 +244,7 @@ def test_unknown_keys_do_not_hide_the_other_problems_of_their_section() -> None:
         }
     )
     assert problems == [
-        "extra: unknown key (known keys: alertmanager, cluster, diagnosis, hosts, logging, remediation, "
+        "extra: unknown key (known keys: alertmanager, cluster, diagnosis, ha, hosts, logging, remediation, "
         "schedules, server, slack, store, validation, webhook, workers)",
         "server.bogus: unknown key (known keys: listen_host, listen_port, max_body_bytes, "
         "shutdown_timeout_seconds)",
