@@ -4,9 +4,9 @@ A scenario is a diagnostic bundle (`bundle/`: `kubectl get -o yaml` files, `logs
 `expected.yaml`:
 
     description: one line
-    findings:                 # each must appear; kind/name/namespace narrow it to a finding naming that object
+    findings:                 # each must appear; kind/name/namespace narrow it to one naming that object
       - code: pvc-provisioning-failed
-        kind: PersistentVolumeClaim     # or kubectl's spelling: pvc, deploy, sts ... (also `object: pvc/data-db-0`)
+        kind: PersistentVolumeClaim     # or kubectl's spelling (pvc), or `object: pvc/data-db-0`
         name: data-db-0
         namespace: shop
         caused_by: [pvc-pending]        # optional: codes this finding must be caused by
