@@ -132,14 +132,33 @@ _NAMESPACED_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("ReplicaSet", "apps", "list_namespaced_replica_set", "replicasets"),
     ("ConfigMap", "core", "list_namespaced_config_map", "configmaps"),
     ("PersistentVolumeClaim", "core", "list_namespaced_persistent_volume_claim", "persistentvolumeclaims"),
+    ("Job", "batch", "list_namespaced_job", "jobs"),
+    ("CronJob", "batch", "list_namespaced_cron_job", "cronjobs"),
+    ("Ingress", "networking", "list_namespaced_ingress", "ingresses"),
+    ("NetworkPolicy", "networking", "list_namespaced_network_policy", "networkpolicies"),
+    (
+        "HorizontalPodAutoscaler",
+        "autoscaling",
+        "list_namespaced_horizontal_pod_autoscaler",
+        "horizontalpodautoscalers",
+    ),
+    ("PodDisruptionBudget", "policy", "list_namespaced_pod_disruption_budget", "poddisruptionbudgets"),
+    ("ResourceQuota", "core", "list_namespaced_resource_quota", "resourcequotas"),
+    ("LimitRange", "core", "list_namespaced_limit_range", "limitranges"),
+    ("Secret", "core", "list_namespaced_secret", "secrets"),
 )
 _CLUSTER_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("Node", "core", "list_node", "nodes"),
     ("PersistentVolume", "core", "list_persistent_volume", "persistentvolumes"),
     ("StorageClass", "storage", "list_storage_class", "storageclasses"),
+    ("IngressClass", "networking", "list_ingress_class", "ingressclasses"),
 )
 # Kinds whose API may legitimately be absent: a 404 on their list is not worth reporting.
 _OPTIONAL_KINDS = frozenset({"EndpointSlice"})
+# Secrets are listed as metadata only: the API server answers a PartialObjectMetadataList (names,
+# labels, annotations), so their data never reaches pitcrew; the parser then keeps the names only.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+_LIST_HEADERS: Mapping[str, Mapping[str, str]] = {"Secret": {"Accept": METADATA_ONLY}}
 
 # get by kind, for get_object()
 _GETTERS: Mapping[str, tuple[str, str, bool]] = {
@@ -242,6 +261,10 @@ class Cluster:
         self.apps = kubernetes.client.AppsV1Api(api_client)
         self.discovery = kubernetes.client.DiscoveryV1Api(api_client)
         self.storage = kubernetes.client.StorageV1Api(api_client)
+        self.batch = kubernetes.client.BatchV1Api(api_client)
+        self.networking = kubernetes.client.NetworkingV1Api(api_client)
+        self.autoscaling = kubernetes.client.AutoscalingV2Api(api_client)
+        self.policy = kubernetes.client.PolicyV1Api(api_client)
         self.version_api = kubernetes.client.VersionApi(api_client)
         self._limit = asyncio.Semaphore(max(1, self.options.api_concurrency))
 
@@ -400,14 +423,18 @@ class Cluster:
         async def list_kind(kind: str, api: str, method: str, resource: str, namespace: str | None) -> None:
             fn = getattr(self._api(api), method)
             where = f" in {namespace}" if namespace else ""
+            headers = _LIST_HEADERS.get(kind)
+            extra: dict[str, Any] = {"_headers": dict(headers)} if headers else {}
             try:
-                data = await (self._json(fn, namespace) if namespace else self._json(fn))
+                data = await (self._json(fn, namespace, **extra) if namespace else self._json(fn, **extra))
             except ClusterError as exc:
                 if not (exc.status == 404 and kind in _OPTIONAL_KINDS):
+                    # A 404 here is an API group the cluster does not serve (e.g. no autoscaling/v2).
                     errors.append(f"cannot list {resource}{where}: {exc}")
                 return
             items = data.get("items") or []
-            raw.setdefault(kind, []).extend({"kind": kind, **i} for i in items if isinstance(i, Mapping))
+            # The kind goes last: metadata-only items say `kind: PartialObjectMetadata`.
+            raw.setdefault(kind, []).extend({**i, "kind": kind} for i in items if isinstance(i, Mapping))
 
         calls: list[Awaitable[None]] = [
             list_kind(kind, api, method, resource, ns)

@@ -400,6 +400,14 @@ class Endpoints:
     raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimTemplate:
+    """One StatefulSet volumeClaimTemplate: its name and storageClassName (None: the default class)."""
+
+    name: str
+    storage_class: str | None = None
+
+
 @dataclass(frozen=True)
 class Workload:
     """StatefulSet, Deployment, DaemonSet or ReplicaSet."""
@@ -414,11 +422,26 @@ class Workload:
     replicas: int | None = None  # desired (DaemonSet: desiredNumberScheduled)
     ready_replicas: int = 0
     available_replicas: int = 0
+    # Rollout state: status.updatedReplicas (DaemonSet: updatedNumberScheduled), the generation the
+    # controller has seen against metadata.generation, and the status conditions (Progressing, ...).
+    updated_replicas: int | None = None
+    generation: int | None = None
+    observed_generation: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    # StatefulSet: spec.serviceName and the volumeClaimTemplates.
+    service_name: str = ""
+    claim_templates: tuple[ClaimTemplate, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
 
     @property
     def ref(self) -> ObjectRef:
         return ObjectRef(self.kind, self.meta.name, self.meta.namespace)
+
+    def condition(self, type_: str) -> Condition | None:
+        for c in self.conditions:
+            if c.type == type_:
+                return c
+        return None
 
 
 @dataclass(frozen=True)
@@ -495,6 +518,301 @@ class StorageClass:
     provisioner: str = ""
     volume_binding_mode: str = "Immediate"
     raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kinds the breadth handlers read (batch, networking, autoscaling, policy, quotas, secret names).
+# They keep no raw form: nothing patches them, and `bot.k8s_objects.to_manifest` writes them back
+# into bundles from these fields.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorRequirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        match self.operator:
+            case "In":
+                return labels.get(self.key) in self.values
+            case "NotIn":
+                return labels.get(self.key) not in self.values
+            case "Exists":
+                return self.key in labels
+            case "DoesNotExist":
+                return self.key not in labels
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A metav1.LabelSelector. As the API reads it, an empty selector selects everything."""
+
+    match_labels: Mapping[str, str] = field(default_factory=_empty_map)
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    meta: Meta
+    template: PodSpec = PodSpec()
+    template_labels: Mapping[str, str] = field(default_factory=_empty_map)
+    completions: int | None = None
+    parallelism: int | None = None
+    backoff_limit: int | None = None
+    active_deadline_seconds: int | None = None
+    suspend: bool = False
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    conditions: tuple[Condition, ...] = ()
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("Job", self.meta.name, self.meta.namespace)
+
+    def condition(self, type_: str) -> Condition | None:
+        for c in self.conditions:
+            if c.type == type_:
+                return c
+        return None
+
+    @property
+    def failed_condition(self) -> Condition | None:
+        """The `Failed=True` condition (BackoffLimitExceeded, DeadlineExceeded, ...), if the Job failed."""
+        cond = self.condition("Failed")
+        return cond if cond is not None and cond.status == "True" else None
+
+    @property
+    def complete(self) -> bool:
+        cond = self.condition("Complete")
+        return cond is not None and cond.status == "True"
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    meta: Meta
+    schedule: str = ""
+    suspend: bool = False
+    concurrency_policy: str = "Allow"
+    active: tuple[str, ...] = ()  # names of the Jobs running now
+    last_schedule_time: datetime | None = None
+    last_successful_time: datetime | None = None
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("CronJob", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class IngressBackend:
+    """A Service backend (`service_name` and a port number or name) or a resource backend."""
+
+    service_name: str = ""
+    port_number: int | None = None
+    port_name: str = ""
+    resource_kind: str = ""
+    resource_name: str = ""
+
+    @property
+    def port(self) -> str:
+        return str(self.port_number) if self.port_number is not None else self.port_name
+
+    def __str__(self) -> str:
+        if self.service_name:
+            return f"service {self.service_name}:{self.port or '?'}"
+        return f"{self.resource_kind or 'resource'} {self.resource_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class IngressPath:
+    path: str
+    path_type: str
+    backend: IngressBackend
+
+
+@dataclass(frozen=True, slots=True)
+class IngressRule:
+    host: str = ""
+    paths: tuple[IngressPath, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IngressTLS:
+    hosts: tuple[str, ...] = ()
+    secret_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    meta: Meta
+    class_name: str = ""  # spec.ingressClassName, else the kubernetes.io/ingress.class annotation
+    default_backend: IngressBackend | None = None
+    rules: tuple[IngressRule, ...] = ()
+    tls: tuple[IngressTLS, ...] = ()
+    load_balancer: tuple[str, ...] = ()  # status.loadBalancer.ingress IPs / hostnames
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("Ingress", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class IngressClass:
+    meta: Meta
+    controller: str = ""
+
+    @property
+    def is_default(self) -> bool:
+        return self.meta.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class HpaMetric:
+    """One metric of an autoscaling/v2 HPA: the spec's target, joined with the status's current value.
+
+    `target` and `current` are as kubectl prints them: "80%" for a utilization, else the quantity."""
+
+    type: str  # Resource | ContainerResource | Pods | Object | External
+    name: str  # cpu, memory, or the metric's name
+    target: str = ""
+    current: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HorizontalPodAutoscaler:
+    meta: Meta
+    target_kind: str = ""
+    target_name: str = ""
+    min_replicas: int = 1
+    max_replicas: int = 0
+    current_replicas: int = 0
+    desired_replicas: int = 0
+    metrics: tuple[HpaMetric, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("HorizontalPodAutoscaler", self.meta.name, self.meta.namespace)
+
+    def condition(self, type_: str) -> Condition | None:
+        for c in self.conditions:
+            if c.type == type_:
+                return c
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PodDisruptionBudget:
+    meta: Meta
+    selector: LabelSelector | None = None  # None: no selector (selects nothing in policy/v1)
+    min_available: int | str | None = None
+    max_unavailable: int | str | None = None
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+    disruptions_allowed: int = 0
+    observed_generation: int | None = None
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("PodDisruptionBudget", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceQuota:
+    meta: Meta
+    hard: Mapping[str, str] = field(default_factory=_empty_map)  # status.hard (spec.hard if no status)
+    used: Mapping[str, str] = field(default_factory=_empty_map)
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("ResourceQuota", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRangeItem:
+    type: str  # Container | Pod | PersistentVolumeClaim
+    max: Mapping[str, str] = field(default_factory=_empty_map)
+    min: Mapping[str, str] = field(default_factory=_empty_map)
+    default: Mapping[str, str] = field(default_factory=_empty_map)
+    default_request: Mapping[str, str] = field(default_factory=_empty_map)
+    max_limit_request_ratio: Mapping[str, str] = field(default_factory=_empty_map)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRange:
+    meta: Meta
+    limits: tuple[LimitRangeItem, ...] = ()
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("LimitRange", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicyPort:
+    protocol: str = "TCP"
+    port: int | str | None = None  # None: every port
+    end_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicyPeer:
+    """One `from`/`to` entry. Both selectors None and no `ip_block`: not a valid peer (never matches)."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: str = ""  # CIDR
+    ip_block_except: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicyRule:
+    """An ingress or egress rule. Empty `peers`: any peer; empty `ports`: any port."""
+
+    peers: tuple[NetworkPolicyPeer, ...] = ()
+    ports: tuple[NetworkPolicyPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    meta: Meta
+    pod_selector: LabelSelector = LabelSelector()
+    policy_types: tuple[str, ...] = ()  # as the API defaults them: Ingress, plus Egress if egress rules
+    ingress: tuple[NetworkPolicyRule, ...] = ()
+    egress: tuple[NetworkPolicyRule, ...] = ()
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("NetworkPolicy", self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretName:
+    """That a Secret exists: its name and namespace, nothing else. pitcrew lists Secrets metadata-only
+    and keeps neither data nor annotations (`last-applied-configuration` would hold the data)."""
+
+    meta: Meta
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef("Secret", self.meta.name, self.meta.namespace)
 
 
 @dataclass(frozen=True)
@@ -600,6 +918,16 @@ class Evidence:
     pvs: tuple[PersistentVolume, ...] = ()
     nodes: tuple[Node, ...] = ()
     storage_classes: tuple[StorageClass, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    cronjobs: tuple[CronJob, ...] = ()
+    ingresses: tuple[Ingress, ...] = ()
+    ingress_classes: tuple[IngressClass, ...] = ()
+    hpas: tuple[HorizontalPodAutoscaler, ...] = ()
+    pdbs: tuple[PodDisruptionBudget, ...] = ()
+    resource_quotas: tuple[ResourceQuota, ...] = ()
+    limit_ranges: tuple[LimitRange, ...] = ()
+    network_policies: tuple[NetworkPolicy, ...] = ()
+    secrets: tuple[SecretName, ...] = ()
     logs: Mapping[LogKey, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     hosts: tuple[HostFacts, ...] = ()
     errors: tuple[str, ...] = ()
@@ -645,6 +973,23 @@ class Evidence:
         for sc in self.storage_classes:
             if sc.meta.name == name:
                 return sc
+        return None
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        return self._services_by_key.get((namespace, name))
+
+    def job(self, namespace: str, name: str) -> Job | None:
+        return self._jobs_by_key.get((namespace, name))
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether the Secret was listed. Check `unlisted("secrets", namespace)` before reading a
+        False as "missing": without the list, absence proves nothing."""
+        return (namespace, name) in self._secret_keys
+
+    def ingress_class(self, name: str) -> IngressClass | None:
+        for ic in self.ingress_classes:
+            if ic.meta.name == name:
+                return ic
         return None
 
     def workload(self, kind: str, namespace: str, name: str) -> Workload | None:
@@ -736,6 +1081,18 @@ class Evidence:
     @functools.cached_property
     def _pvs_by_claim(self) -> Mapping[tuple[str, str], PersistentVolume]:
         return {(v.claim_namespace, v.claim_name): v for v in self.pvs if v.claim_name}
+
+    @functools.cached_property
+    def _services_by_key(self) -> Mapping[tuple[str, str], Service]:
+        return {(v.meta.namespace or "", v.meta.name): v for v in self.services}
+
+    @functools.cached_property
+    def _jobs_by_key(self) -> Mapping[tuple[str, str], Job]:
+        return {(j.meta.namespace or "", j.meta.name): j for j in self.jobs}
+
+    @functools.cached_property
+    def _secret_keys(self) -> frozenset[tuple[str, str]]:
+        return frozenset((s.meta.namespace or "", s.meta.name) for s in self.secrets)
 
     @functools.cached_property
     def _nodes_by_name(self) -> Mapping[str, Node]:

@@ -8,6 +8,7 @@ A value of the wrong type raises `ObjectError` naming the object, so a bad file 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -15,29 +16,51 @@ from typing import Any, Literal, cast
 
 from bot.evidence import (
     EMPTY,
+    ClaimTemplate,
     Condition,
     ConfigMap,
     Container,
     ContainerPort,
     ContainerState,
     ContainerStatus,
+    CronJob,
     EndpointAddress,
     Endpoints,
     EnvRef,
     Event,
     Evidence,
+    HorizontalPodAutoscaler,
     HostFacts,
     HostPathFact,
+    HpaMetric,
+    Ingress,
+    IngressBackend,
+    IngressClass,
+    IngressPath,
+    IngressRule,
+    IngressTLS,
+    Job,
+    LabelSelector,
+    LimitRange,
+    LimitRangeItem,
     LogKey,
     Meta,
+    NetworkPolicy,
+    NetworkPolicyPeer,
+    NetworkPolicyPort,
+    NetworkPolicyRule,
     Node,
     OwnerRef,
     PersistentVolume,
     PersistentVolumeClaim,
     Pod,
+    PodDisruptionBudget,
     PodSpec,
     Probe,
+    ResourceQuota,
+    SecretName,
     SecurityContext,
+    SelectorRequirement,
     Service,
     ServicePort,
     StorageClass,
@@ -51,6 +74,37 @@ from bot.evidence import (
 from bot.model import ObjectRef
 
 KINDS = frozenset(
+    {
+        "Pod",
+        "Event",
+        "Service",
+        "Endpoints",
+        "EndpointSlice",
+        "StatefulSet",
+        "Deployment",
+        "DaemonSet",
+        "ReplicaSet",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "PersistentVolume",
+        "Node",
+        "StorageClass",
+        "Job",
+        "CronJob",
+        "Ingress",
+        "IngressClass",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "Secret",
+    }
+)
+
+# Kinds whose typed form keeps `raw` (remediation patches and backs them up, or the bundle writer
+# writes them as read). The others are written back from their fields (`to_manifest`).
+RAW_KINDS = frozenset(
     {
         "Pod",
         "Event",
@@ -80,6 +134,16 @@ ParsedObject = (
     | PersistentVolume
     | Node
     | StorageClass
+    | Job
+    | CronJob
+    | Ingress
+    | IngressClass
+    | HorizontalPodAutoscaler
+    | PodDisruptionBudget
+    | ResourceQuota
+    | LimitRange
+    | NetworkPolicy
+    | SecretName
 )
 
 
@@ -527,6 +591,7 @@ def _workload(kind: str, d: Mapping[str, Any], raw: Mapping[str, Any]) -> Worklo
             replicas = 1  # the API's default
         ready = _int(status, "readyReplicas") or 0
         available = _int(status, "availableReplicas") or 0
+    updated = _int(status, "updatedNumberScheduled" if kind == "DaemonSet" else "updatedReplicas")
     return Workload(
         kind=kind,  # type: ignore[arg-type]
         meta=parse_meta(d),
@@ -536,6 +601,19 @@ def _workload(kind: str, d: Mapping[str, Any], raw: Mapping[str, Any]) -> Worklo
         replicas=replicas,
         ready_replicas=ready,
         available_replicas=available,
+        updated_replicas=updated,
+        generation=_int(_map(d, "metadata"), "generation"),
+        observed_generation=_int(status, "observedGeneration"),
+        conditions=_conditions(status),
+        service_name=_str(spec, "serviceName"),
+        claim_templates=tuple(
+            ClaimTemplate(
+                name=_str(_map(t, "metadata"), "name"),
+                storage_class=_opt_str(_map(t, "spec"), "storageClassName"),
+            )
+            for t in _list(spec, "volumeClaimTemplates")
+            if isinstance(t, Mapping)
+        ),
         raw=raw,
     )
 
@@ -617,6 +695,298 @@ def _storage_class(d: Mapping[str, Any], raw: Mapping[str, Any]) -> StorageClass
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# kinds the breadth handlers read (no raw form kept; `to_manifest` writes them back)
+# ---------------------------------------------------------------------------------------------
+
+
+def _opt_str(d: Mapping[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    return None if v is None else _str(d, key)
+
+
+def _selector(d: Mapping[str, Any], key: str) -> LabelSelector | None:
+    """A metav1.LabelSelector at `key`; None when the field is absent (which selects nothing)."""
+    if d.get(key) is None:
+        return None
+    sel = _map(d, key)
+    return LabelSelector(
+        match_labels=_str_map(sel, "matchLabels"),
+        match_expressions=tuple(
+            SelectorRequirement(
+                key=_str(e, "key"),
+                operator=_str(e, "operator"),
+                values=tuple(str(v) for v in _list(e, "values")),
+            )
+            for e in _list(sel, "matchExpressions")
+            if isinstance(e, Mapping)
+        ),
+    )
+
+
+def _job(d: Mapping[str, Any]) -> Job:
+    spec = _map(d, "spec")
+    status = _map(d, "status")
+    template = _map(spec, "template")
+    return Job(
+        meta=parse_meta(d),
+        template=parse_pod_spec(_map(template, "spec")),
+        template_labels=_str_map(_map(template, "metadata"), "labels"),
+        completions=_int(spec, "completions"),
+        parallelism=_int(spec, "parallelism"),
+        backoff_limit=_int(spec, "backoffLimit"),
+        active_deadline_seconds=_int(spec, "activeDeadlineSeconds"),
+        suspend=bool(_bool(spec, "suspend")),
+        active=_int(status, "active") or 0,
+        succeeded=_int(status, "succeeded") or 0,
+        failed=_int(status, "failed") or 0,
+        conditions=_conditions(status),
+        start_time=parse_time(status.get("startTime")),
+        completion_time=parse_time(status.get("completionTime")),
+    )
+
+
+def _cronjob(d: Mapping[str, Any]) -> CronJob:
+    spec = _map(d, "spec")
+    status = _map(d, "status")
+    return CronJob(
+        meta=parse_meta(d),
+        schedule=_str(spec, "schedule"),
+        suspend=bool(_bool(spec, "suspend")),
+        concurrency_policy=_str(spec, "concurrencyPolicy", "Allow"),
+        active=tuple(_str(a, "name") for a in _list(status, "active") if isinstance(a, Mapping)),
+        last_schedule_time=parse_time(status.get("lastScheduleTime")),
+        last_successful_time=parse_time(status.get("lastSuccessfulTime")),
+    )
+
+
+def _ingress_backend(b: Mapping[str, Any]) -> IngressBackend:
+    if "service" in b:  # networking.k8s.io/v1
+        svc = _map(b, "service")
+        port = _map(svc, "port")
+        return IngressBackend(
+            service_name=_str(svc, "name"), port_number=_int(port, "number"), port_name=_str(port, "name")
+        )
+    if "serviceName" in b:  # extensions / networking.k8s.io v1beta1, still in old fixtures
+        port_v = _int_or_str(b.get("servicePort"))
+        return IngressBackend(
+            service_name=_str(b, "serviceName"),
+            port_number=port_v if isinstance(port_v, int) else None,
+            port_name=port_v if isinstance(port_v, str) else "",
+        )
+    res = _map(b, "resource")
+    return IngressBackend(resource_kind=_str(res, "kind"), resource_name=_str(res, "name"))
+
+
+def _ingress(d: Mapping[str, Any]) -> Ingress:
+    spec = _map(d, "spec")
+    meta = parse_meta(d)
+    default = _map(spec, "defaultBackend") or _map(spec, "backend")
+    rules = []
+    for r in _list(spec, "rules"):
+        if not isinstance(r, Mapping):
+            continue
+        paths = tuple(
+            IngressPath(
+                path=_str(p, "path"),
+                path_type=_str(p, "pathType"),
+                backend=_ingress_backend(_map(p, "backend")),
+            )
+            for p in _list(_map(r, "http"), "paths")
+            if isinstance(p, Mapping)
+        )
+        rules.append(IngressRule(host=_str(r, "host"), paths=paths))
+    lb = _map(_map(d, "status"), "loadBalancer")
+    return Ingress(
+        meta=meta,
+        class_name=_str(spec, "ingressClassName") or meta.annotations.get("kubernetes.io/ingress.class", ""),
+        default_backend=_ingress_backend(default) if default else None,
+        rules=tuple(rules),
+        tls=tuple(
+            IngressTLS(hosts=tuple(str(h) for h in _list(t, "hosts")), secret_name=_str(t, "secretName"))
+            for t in _list(spec, "tls")
+            if isinstance(t, Mapping)
+        ),
+        load_balancer=tuple(
+            _str(i, "ip") or _str(i, "hostname") for i in _list(lb, "ingress") if isinstance(i, Mapping)
+        ),
+    )
+
+
+def _ingress_class(d: Mapping[str, Any]) -> IngressClass:
+    return IngressClass(meta=parse_meta(d), controller=_str(_map(d, "spec"), "controller"))
+
+
+def _metric_value(v: Mapping[str, Any]) -> str:
+    """A MetricTarget / MetricValueStatus as kubectl prints it: "80%" for a utilization."""
+    utilization = _int(v, "averageUtilization")
+    if utilization is not None:
+        return f"{utilization}%"
+    return _str(v, "averageValue") or _str(v, "value")
+
+
+_METRIC_SOURCES = {
+    "Resource": "resource",
+    "ContainerResource": "containerResource",
+    "Pods": "pods",
+    "Object": "object",
+    "External": "external",
+}
+
+
+def _metric_key(m: Mapping[str, Any]) -> tuple[str, str]:
+    type_ = _str(m, "type")
+    source = _map(m, _METRIC_SOURCES.get(type_, type_.lower()))
+    name = _str(source, "name") or _str(_map(source, "metric"), "name")
+    return type_, name
+
+
+def _hpa(d: Mapping[str, Any]) -> HorizontalPodAutoscaler:
+    spec = _map(d, "spec")
+    status = _map(d, "status")
+    meta = parse_meta(d)
+    target = _map(spec, "scaleTargetRef")
+    current: dict[tuple[str, str], str] = {}
+    for m in _list(status, "currentMetrics"):
+        if isinstance(m, Mapping):
+            source = _map(m, _METRIC_SOURCES.get(_str(m, "type"), _str(m, "type").lower()))
+            current[_metric_key(m)] = _metric_value(_map(source, "current"))
+    metrics: list[HpaMetric] = []
+    for m in _list(spec, "metrics"):
+        if isinstance(m, Mapping):
+            type_, name = _metric_key(m)
+            source = _map(m, _METRIC_SOURCES.get(type_, type_.lower()))
+            metrics.append(
+                HpaMetric(type_, name, _metric_value(_map(source, "target")), current.get((type_, name), ""))
+            )
+    conditions = _conditions(status)
+    cpu_target = _int(spec, "targetCPUUtilizationPercentage")
+    if cpu_target is not None or "autoscaling.alpha.kubernetes.io/conditions" in meta.annotations:
+        # autoscaling/v1, as older fixtures hold it: the CPU target in the spec, conditions in an annotation.
+        if cpu_target is not None and not metrics:
+            cpu_now = _int(status, "currentCPUUtilizationPercentage")
+            metrics.append(
+                HpaMetric("Resource", "cpu", f"{cpu_target}%", "" if cpu_now is None else f"{cpu_now}%")
+            )
+        if not conditions:
+            conditions = _annotation_conditions(
+                meta.annotations.get("autoscaling.alpha.kubernetes.io/conditions", "")
+            )
+    return HorizontalPodAutoscaler(
+        meta=meta,
+        target_kind=_str(target, "kind"),
+        target_name=_str(target, "name"),
+        min_replicas=_int(spec, "minReplicas") or 1,
+        max_replicas=_int(spec, "maxReplicas") or 0,
+        current_replicas=_int(status, "currentReplicas") or 0,
+        desired_replicas=_int(status, "desiredReplicas") or 0,
+        metrics=tuple(metrics),
+        conditions=conditions,
+    )
+
+
+def _annotation_conditions(text: str) -> tuple[Condition, ...]:
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ObjectError("autoscaling.alpha.kubernetes.io/conditions: not JSON") from None
+    if not isinstance(data, list):
+        raise ObjectError("autoscaling.alpha.kubernetes.io/conditions: expected a list")
+    return _conditions({"conditions": data})
+
+
+def _pdb(d: Mapping[str, Any]) -> PodDisruptionBudget:
+    spec = _map(d, "spec")
+    status = _map(d, "status")
+    return PodDisruptionBudget(
+        meta=parse_meta(d),
+        selector=_selector(spec, "selector"),
+        min_available=_int_or_str(spec.get("minAvailable")),
+        max_unavailable=_int_or_str(spec.get("maxUnavailable")),
+        current_healthy=_int(status, "currentHealthy") or 0,
+        desired_healthy=_int(status, "desiredHealthy") or 0,
+        expected_pods=_int(status, "expectedPods") or 0,
+        disruptions_allowed=_int(status, "disruptionsAllowed") or 0,
+        observed_generation=_int(status, "observedGeneration"),
+        conditions=_conditions(status),
+    )
+
+
+def _resource_quota(d: Mapping[str, Any]) -> ResourceQuota:
+    spec = _map(d, "spec")
+    status = _map(d, "status")
+    return ResourceQuota(
+        meta=parse_meta(d),
+        hard=_str_map(status, "hard") or _str_map(spec, "hard"),
+        used=_str_map(status, "used"),
+        scopes=tuple(str(x) for x in _list(spec, "scopes")),
+    )
+
+
+def _limit_range(d: Mapping[str, Any]) -> LimitRange:
+    return LimitRange(
+        meta=parse_meta(d),
+        limits=tuple(
+            LimitRangeItem(
+                type=_str(i, "type"),
+                max=_str_map(i, "max"),
+                min=_str_map(i, "min"),
+                default=_str_map(i, "default"),
+                default_request=_str_map(i, "defaultRequest"),
+                max_limit_request_ratio=_str_map(i, "maxLimitRequestRatio"),
+            )
+            for i in _list(_map(d, "spec"), "limits")
+            if isinstance(i, Mapping)
+        ),
+    )
+
+
+def _np_rule(r: Mapping[str, Any], peers_key: str) -> NetworkPolicyRule:
+    peers = tuple(
+        NetworkPolicyPeer(
+            pod_selector=_selector(p, "podSelector"),
+            namespace_selector=_selector(p, "namespaceSelector"),
+            ip_block=_str(_map(p, "ipBlock"), "cidr"),
+            ip_block_except=tuple(str(x) for x in _list(_map(p, "ipBlock"), "except")),
+        )
+        for p in _list(r, peers_key)
+        if isinstance(p, Mapping)
+    )
+    ports = tuple(
+        NetworkPolicyPort(
+            protocol=_str(p, "protocol", "TCP"), port=_int_or_str(p.get("port")), end_port=_int(p, "endPort")
+        )
+        for p in _list(r, "ports")
+        if isinstance(p, Mapping)
+    )
+    return NetworkPolicyRule(peers=peers, ports=ports)
+
+
+def _network_policy(d: Mapping[str, Any]) -> NetworkPolicy:
+    spec = _map(d, "spec")
+    ingress = tuple(_np_rule(r, "from") for r in _list(spec, "ingress") if isinstance(r, Mapping))
+    egress = tuple(_np_rule(r, "to") for r in _list(spec, "egress") if isinstance(r, Mapping))
+    types = tuple(str(t) for t in _list(spec, "policyTypes"))
+    if not types:  # the API's default
+        types = ("Ingress", "Egress") if "egress" in spec else ("Ingress",)
+    return NetworkPolicy(
+        meta=parse_meta(d),
+        pod_selector=_selector(spec, "podSelector") or LabelSelector(),
+        policy_types=types,
+        ingress=ingress,
+        egress=egress,
+    )
+
+
+def _secret(d: Mapping[str, Any]) -> SecretName:
+    # Name and namespace only: never `data`, and not the annotations (kubectl's last-applied-configuration
+    # holds the data too) nor the labels.
+    m = _map(d, "metadata")
+    return SecretName(meta=Meta(name=_str(m, "name"), namespace=_str(m, "namespace") or None))
+
+
 def parse_object(obj: Mapping[str, Any], *, default_kind: str = "") -> ParsedObject | None:
     """One Kubernetes object (a dict as the API or kubectl gives it) -> its typed form.
 
@@ -631,7 +1001,7 @@ def parse_object(obj: Mapping[str, Any], *, default_kind: str = "") -> ParsedObj
     d: dict[str, Any] = obj if type(obj) is dict else thaw(obj)
     if "kind" not in d:
         d = {"kind": kind, **d}
-    raw = cast(Mapping[str, Any], freeze(d))
+    raw = cast(Mapping[str, Any], freeze(d)) if kind in RAW_KINDS else EMPTY
     try:
         match kind:
             case "Pod":
@@ -656,6 +1026,26 @@ def parse_object(obj: Mapping[str, Any], *, default_kind: str = "") -> ParsedObj
                 return _node(d, raw)
             case "StorageClass":
                 return _storage_class(d, raw)
+            case "Job":
+                return _job(d)
+            case "CronJob":
+                return _cronjob(d)
+            case "Ingress":
+                return _ingress(d)
+            case "IngressClass":
+                return _ingress_class(d)
+            case "HorizontalPodAutoscaler":
+                return _hpa(d)
+            case "PodDisruptionBudget":
+                return _pdb(d)
+            case "ResourceQuota":
+                return _resource_quota(d)
+            case "LimitRange":
+                return _limit_range(d)
+            case "NetworkPolicy":
+                return _network_policy(d)
+            case "Secret":
+                return _secret(d)
     except ObjectError as exc:
         meta = _map(obj, "metadata")
         where = "/".join(
@@ -663,6 +1053,415 @@ def parse_object(obj: Mapping[str, Any], *, default_kind: str = "") -> ParsedObj
         )
         raise ObjectError(f"{where}: {exc}") from None
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# writing back (bundles): the kinds kept without `raw`, as manifests that parse to the same value
+# ---------------------------------------------------------------------------------------------
+
+_API_VERSIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "Job": "batch/v1",
+        "CronJob": "batch/v1",
+        "Ingress": "networking.k8s.io/v1",
+        "IngressClass": "networking.k8s.io/v1",
+        "NetworkPolicy": "networking.k8s.io/v1",
+        "HorizontalPodAutoscaler": "autoscaling/v2",
+        "PodDisruptionBudget": "policy/v1",
+        "ResourceQuota": "v1",
+        "LimitRange": "v1",
+        "Secret": "v1",
+    }
+)
+
+
+def _time_out(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None and v != {} and v != []}
+
+
+def _meta_out(meta: Meta) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "uid": meta.uid or None,
+            "resourceVersion": meta.resource_version,
+            "labels": dict(meta.labels),
+            "annotations": dict(meta.annotations),
+            "ownerReferences": [
+                {"kind": o.kind, "name": o.name, "controller": o.controller} for o in meta.owners
+            ],
+            "creationTimestamp": _time_out(meta.created_at),
+            "deletionTimestamp": "1970-01-01T00:00:00Z" if meta.deleting else None,
+        }
+    )
+
+
+def _conditions_out(conditions: Iterable[Condition]) -> list[dict[str, Any]]:
+    return [
+        _drop_none(
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason or None,
+                "message": c.message or None,
+                "lastTransitionTime": _time_out(c.last_transition),
+            }
+        )
+        for c in conditions
+    ]
+
+
+def _selector_out(sel: LabelSelector | None) -> dict[str, Any] | None:
+    if sel is None:
+        return None
+    out: dict[str, Any] = {}
+    if sel.match_labels:
+        out["matchLabels"] = dict(sel.match_labels)
+    if sel.match_expressions:
+        out["matchExpressions"] = [
+            _drop_none({"key": r.key, "operator": r.operator, "values": list(r.values)})
+            for r in sel.match_expressions
+        ]
+    return out
+
+
+def _pod_spec_out(spec: PodSpec) -> dict[str, Any]:
+    """Enough of a pod template for the parser to give the same PodSpec back."""
+
+    def probe(p: Probe | None) -> dict[str, Any] | None:
+        if p is None:
+            return None
+        out: dict[str, Any] = {
+            "initialDelaySeconds": p.initial_delay_seconds,
+            "periodSeconds": p.period_seconds,
+            "failureThreshold": p.failure_threshold,
+        }
+        if p.handler == "httpGet":
+            out["httpGet"] = {"port": p.port, "path": p.path}
+        elif p.handler in ("tcpSocket", "grpc"):
+            out[p.handler] = {"port": p.port}
+        elif p.handler == "exec":
+            out["exec"] = {"command": list(p.command)}
+        return out
+
+    def sc(s: SecurityContext) -> dict[str, Any] | None:
+        return (
+            None
+            if s.is_empty
+            else _drop_none(
+                {
+                    "runAsUser": s.run_as_user,
+                    "runAsGroup": s.run_as_group,
+                    "fsGroup": s.fs_group,
+                    "runAsNonRoot": s.run_as_non_root,
+                }
+            )
+        )
+
+    def env(c: Container) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        env_from: list[dict[str, Any]] = []
+        env_list: list[dict[str, Any]] = []
+        for r in c.env_refs:
+            field = "configMap" if r.kind == "ConfigMap" else "secret"
+            if r.key:
+                env_list.append(
+                    {
+                        "name": r.key,
+                        "valueFrom": {
+                            f"{field}KeyRef": {"name": r.name, "key": r.key, "optional": r.optional}
+                        },
+                    }
+                )
+            else:
+                env_from.append({f"{field}Ref": {"name": r.name, "optional": r.optional}})
+        return env_from, env_list
+
+    def container(c: Container) -> dict[str, Any]:
+        env_from, env_list = env(c)
+        return _drop_none(
+            {
+                "name": c.name,
+                "image": c.image or None,
+                "command": list(c.command),
+                "args": list(c.args),
+                "ports": [
+                    _drop_none(
+                        {"containerPort": p.container_port, "name": p.name or None, "protocol": p.protocol}
+                    )
+                    for p in c.ports
+                ],
+                "volumeMounts": [
+                    _drop_none(
+                        {
+                            "name": m.name,
+                            "mountPath": m.mount_path,
+                            "subPath": m.sub_path or None,
+                            "readOnly": m.read_only or None,
+                        }
+                    )
+                    for m in c.volume_mounts
+                ],
+                "readinessProbe": probe(c.readiness_probe),
+                "livenessProbe": probe(c.liveness_probe),
+                "securityContext": sc(c.security_context),
+                "resources": _drop_none({"limits": dict(c.limits), "requests": dict(c.requests)}),
+                "envFrom": env_from,
+                "env": env_list,
+            }
+        )
+
+    def volume(v: Volume) -> dict[str, Any]:
+        source: dict[str, Any]
+        match v.kind:
+            case "persistentVolumeClaim":
+                source = {"claimName": v.claim_name}
+            case "hostPath":
+                source = {"path": v.host_path}
+            case "configMap":
+                source = {"name": v.config_map, "optional": v.optional}
+            case "secret":
+                source = {"secretName": v.secret, "optional": v.optional}
+            case _:
+                source = {}
+        return {"name": v.name, ("emptyDir" if v.kind == "other" else v.kind): source}
+
+    return _drop_none(
+        {
+            "containers": [container(c) for c in spec.containers],
+            "initContainers": [container(c) for c in spec.init_containers],
+            "volumes": [volume(v) for v in spec.volumes if v.kind != "other"],
+            "securityContext": sc(spec.security_context),
+            "nodeName": spec.node_name or None,
+            "serviceAccountName": spec.service_account or None,
+        }
+    )
+
+
+def _backend_out(b: IngressBackend) -> dict[str, Any]:
+    if b.service_name:
+        port = {"number": b.port_number} if b.port_number is not None else {"name": b.port_name}
+        return {"service": {"name": b.service_name, "port": port}}
+    return {"resource": {"kind": b.resource_kind, "name": b.resource_name}}
+
+
+def _metric_target_out(value: str) -> dict[str, Any]:
+    if value.endswith("%") and value[:-1].isdigit():
+        return {"type": "Utilization", "averageUtilization": int(value[:-1])}
+    return {"type": "AverageValue", "averageValue": value} if value else {}
+
+
+def _hpa_out(h: HorizontalPodAutoscaler) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec_metrics: list[dict[str, Any]] = []
+    current: list[dict[str, Any]] = []
+    for m in h.metrics:
+        field = _METRIC_SOURCES.get(m.type, m.type.lower())
+        named = (
+            {"name": m.name} if m.type in ("Resource", "ContainerResource") else {"metric": {"name": m.name}}
+        )
+        spec_metrics.append({"type": m.type, field: {**named, "target": _metric_target_out(m.target)}})
+        if m.current:
+            cur = _metric_target_out(m.current)
+            cur.pop("type", None)
+            current.append({"type": m.type, field: {**named, "current": cur}})
+    spec = {
+        "scaleTargetRef": {"kind": h.target_kind, "name": h.target_name},
+        "minReplicas": h.min_replicas,
+        "maxReplicas": h.max_replicas,
+        "metrics": spec_metrics,
+    }
+    status = _drop_none(
+        {
+            "currentReplicas": h.current_replicas,
+            "desiredReplicas": h.desired_replicas,
+            "currentMetrics": current,
+            "conditions": _conditions_out(h.conditions),
+        }
+    )
+    return spec, status
+
+
+def _rule_out(rule: NetworkPolicyRule, peers_key: str) -> dict[str, Any]:
+    return _drop_none(
+        {
+            peers_key: [
+                _drop_none(
+                    {
+                        "podSelector": _selector_out(p.pod_selector),
+                        "namespaceSelector": _selector_out(p.namespace_selector),
+                        "ipBlock": _drop_none({"cidr": p.ip_block, "except": list(p.ip_block_except)})
+                        if p.ip_block
+                        else None,
+                    }
+                )
+                for p in rule.peers
+            ],
+            "ports": [
+                _drop_none({"protocol": p.protocol, "port": p.port, "endPort": p.end_port})
+                for p in rule.ports
+            ],
+        }
+    )
+
+
+def to_manifest(obj: ParsedObject) -> dict[str, Any]:
+    """A parsed object as a Kubernetes manifest: `raw` when the object keeps it, else rebuilt from the
+    typed fields so that parsing it gives the same value back (what bundles are written from).
+    A Secret comes out as its name and namespace only."""
+    raw = getattr(obj, "raw", None)
+    if raw is not None:
+        out: dict[str, Any] = thaw(raw)
+        return out
+    spec: dict[str, Any]
+    status: dict[str, Any] = {}
+    match obj:
+        case Job():
+            kind = "Job"
+            spec = _drop_none(
+                {
+                    "template": _drop_none(
+                        {
+                            "metadata": _drop_none({"labels": dict(obj.template_labels)}),
+                            "spec": _pod_spec_out(obj.template),
+                        }
+                    ),
+                    "completions": obj.completions,
+                    "parallelism": obj.parallelism,
+                    "backoffLimit": obj.backoff_limit,
+                    "activeDeadlineSeconds": obj.active_deadline_seconds,
+                    "suspend": obj.suspend or None,
+                }
+            )
+            status = _drop_none(
+                {
+                    "active": obj.active or None,
+                    "succeeded": obj.succeeded or None,
+                    "failed": obj.failed or None,
+                    "conditions": _conditions_out(obj.conditions),
+                    "startTime": _time_out(obj.start_time),
+                    "completionTime": _time_out(obj.completion_time),
+                }
+            )
+        case CronJob():
+            kind = "CronJob"
+            spec = {
+                "schedule": obj.schedule,
+                "suspend": obj.suspend,
+                "concurrencyPolicy": obj.concurrency_policy,
+            }
+            status = _drop_none(
+                {
+                    "active": [{"kind": "Job", "name": n} for n in obj.active],
+                    "lastScheduleTime": _time_out(obj.last_schedule_time),
+                    "lastSuccessfulTime": _time_out(obj.last_successful_time),
+                }
+            )
+        case Ingress():
+            kind = "Ingress"
+            spec = _drop_none(
+                {
+                    "ingressClassName": obj.class_name or None,
+                    "defaultBackend": _backend_out(obj.default_backend) if obj.default_backend else None,
+                    "rules": [
+                        _drop_none(
+                            {
+                                "host": r.host or None,
+                                "http": {
+                                    "paths": [
+                                        {
+                                            "path": p.path,
+                                            "pathType": p.path_type,
+                                            "backend": _backend_out(p.backend),
+                                        }
+                                        for p in r.paths
+                                    ]
+                                }
+                                if r.paths
+                                else None,
+                            }
+                        )
+                        for r in obj.rules
+                    ],
+                    "tls": [
+                        _drop_none({"hosts": list(t.hosts), "secretName": t.secret_name or None})
+                        for t in obj.tls
+                    ],
+                }
+            )
+            if obj.load_balancer:
+                status = {"loadBalancer": {"ingress": [{"ip": a} for a in obj.load_balancer]}}
+        case IngressClass():
+            kind = "IngressClass"
+            spec = {"controller": obj.controller}
+        case HorizontalPodAutoscaler():
+            kind = "HorizontalPodAutoscaler"
+            spec, status = _hpa_out(obj)
+        case PodDisruptionBudget():
+            kind = "PodDisruptionBudget"
+            spec = _drop_none(
+                {
+                    "selector": _selector_out(obj.selector) if obj.selector is not None else None,
+                    "minAvailable": obj.min_available,
+                    "maxUnavailable": obj.max_unavailable,
+                }
+            )
+            if obj.selector is not None and obj.selector.is_empty:
+                spec["selector"] = {}  # present and empty: selects every pod in the namespace
+            status = _drop_none(
+                {
+                    "currentHealthy": obj.current_healthy,
+                    "desiredHealthy": obj.desired_healthy,
+                    "expectedPods": obj.expected_pods,
+                    "disruptionsAllowed": obj.disruptions_allowed,
+                    "observedGeneration": obj.observed_generation,
+                    "conditions": _conditions_out(obj.conditions),
+                }
+            )
+        case ResourceQuota():
+            kind = "ResourceQuota"
+            spec = _drop_none({"hard": dict(obj.hard), "scopes": list(obj.scopes)})
+            status = _drop_none({"hard": dict(obj.hard), "used": dict(obj.used)})
+        case LimitRange():
+            kind = "LimitRange"
+            spec = {
+                "limits": [
+                    _drop_none(
+                        {
+                            "type": i.type,
+                            "max": dict(i.max),
+                            "min": dict(i.min),
+                            "default": dict(i.default),
+                            "defaultRequest": dict(i.default_request),
+                            "maxLimitRequestRatio": dict(i.max_limit_request_ratio),
+                        }
+                    )
+                    for i in obj.limits
+                ]
+            }
+        case NetworkPolicy():
+            kind = "NetworkPolicy"
+            spec = {
+                "podSelector": _selector_out(obj.pod_selector),
+                "policyTypes": list(obj.policy_types),
+                "ingress": [_rule_out(r, "from") for r in obj.ingress],
+                "egress": [_rule_out(r, "to") for r in obj.egress],
+            }
+        case SecretName():
+            return {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": _drop_none({"name": obj.meta.name, "namespace": obj.meta.namespace}),
+            }
+        case _:
+            raise ObjectError(f"{type(obj).__name__} without its raw form cannot be written")
+    out = {"apiVersion": _API_VERSIONS[kind], "kind": kind, "metadata": _meta_out(obj.meta), "spec": spec}
+    if status:
+        out["status"] = status
+    return out
 
 
 def expand_lists(doc: Any) -> Iterable[Mapping[str, Any]]:
@@ -759,6 +1558,16 @@ def build_evidence(
         pvs=tuple(buckets.get(PersistentVolume, [])),
         nodes=tuple(buckets.get(Node, [])),
         storage_classes=tuple(buckets.get(StorageClass, [])),
+        jobs=tuple(buckets.get(Job, [])),
+        cronjobs=tuple(buckets.get(CronJob, [])),
+        ingresses=tuple(buckets.get(Ingress, [])),
+        ingress_classes=tuple(buckets.get(IngressClass, [])),
+        hpas=tuple(buckets.get(HorizontalPodAutoscaler, [])),
+        pdbs=tuple(buckets.get(PodDisruptionBudget, [])),
+        resource_quotas=tuple(buckets.get(ResourceQuota, [])),
+        limit_ranges=tuple(buckets.get(LimitRange, [])),
+        network_policies=tuple(buckets.get(NetworkPolicy, [])),
+        secrets=tuple(buckets.get(SecretName, [])),
         logs=MappingProxyType(dict(logs or {})),
         hosts=tuple(hosts),
         errors=tuple(errors),

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bot.evidence import Evidence, HostFacts, LogKey, paused_gc, thaw
+from bot.evidence import Evidence, HostFacts, LogKey, paused_gc
 from bot.k8s_objects import (
     ObjectError,
     ParsedObject,
@@ -37,6 +37,7 @@ from bot.k8s_objects import (
     parse_host_facts,
     parse_object,
     parse_time,
+    to_manifest,
 )
 from bot.redact import redact
 
@@ -228,6 +229,16 @@ _FILE_NAMES: Mapping[str, str] = {
     "Node": "nodes",
     "StorageClass": "storageclasses",
     "EndpointSlice": "endpointslices",
+    "Job": "jobs",
+    "CronJob": "cronjobs",
+    "Ingress": "ingresses",
+    "IngressClass": "ingressclasses",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "ResourceQuota": "resourcequotas",
+    "LimitRange": "limitranges",
+    "NetworkPolicy": "networkpolicies",
+    "Secret": "secrets",
 }
 
 
@@ -259,11 +270,21 @@ def write_bundle(evidence: Evidence, directory: str | os.PathLike[str], *, analy
         evidence.pvs,
         evidence.nodes,
         evidence.storage_classes,
+        evidence.jobs,
+        evidence.cronjobs,
+        evidence.ingresses,
+        evidence.ingress_classes,
+        evidence.hpas,
+        evidence.pdbs,
+        evidence.resource_quotas,
+        evidence.limit_ranges,
+        evidence.network_policies,
+        evidence.secrets,  # names only: to_manifest writes a Secret's name and namespace, nothing else
     ]
     for objects in every:
         for obj in objects:
-            raw = thaw(obj.raw)
-            if not raw:
+            raw = to_manifest(obj)
+            if not raw.get("metadata"):
                 continue
             kind = str(raw.get("kind") or "")
             folder = obj.meta.namespace or "cluster"

@@ -137,8 +137,9 @@ async def test_list_calls_do_not_grow_with_pods(kube: KubeHarness, count: int) -
         evidence = await cluster.collect(Scope(("apps",)))
     assert len(evidence.pods) == count
     non_log = [c for c in kube.calls if c.subresource != "log"]
-    # 11 namespaced kinds x 1 namespace + 3 cluster-scoped kinds, whatever the number of pods.
-    assert len(non_log) == 14
+    # 20 namespaced kinds x 1 namespace + 4 cluster-scoped kinds, whatever the number of pods.
+    assert len(non_log) == 24
+    assert len({(c.group, c.resource, c.namespace) for c in non_log}) == 24  # one call per kind
     assert all(c.verb == "list" for c in non_log)
     assert kube.count(subresource="log") == 0
 

@@ -22,9 +22,12 @@ raise `kmock.KubernetesError(status=..., reason=..., message=...)` to answer wit
 Returning None passes the request on. To only watch requests (e.g. note the User-Agent), append a
 `def observer(call: ApiCall, request: kmock.Request | None) -> None` to `kube.observers`: observers
 see every request, before any middleware (a 403 from `forbid`, a dry run) can answer it.
-Built in: the pod log middleware (serves `kube.logs`) and
-`kube.forbid(...)` (answers 403 for a verb/resource/namespace). `tests/support/kube_writes.py` (the
-remediation engineer's) adds dry-run, JSON Patch `test` and resourceVersion-conflict middlewares.
+Built in: the pod log middleware (serves `kube.logs`), the Secrets middleware (serves metadata-only
+lists as the API server does and refuses any other read of Secrets; `kube.secret_accepts` records the
+`Accept` of each request), `kube.forbid(...)` (answers 403 for a verb/resource/namespace) and
+`kube.not_served(group, version)` (answers 404 for an API group the cluster does not serve).
+`tests/support/kube_writes.py` (the remediation engineer's) adds dry-run, JSON Patch `test` and
+resourceVersion-conflict middlewares.
 Seeded objects get `metadata.resourceVersion` "1" and a uid when they have none.
 """
 
@@ -68,7 +71,19 @@ RESOURCES: Mapping[str, tuple[str, bool]] = {
     "ReplicaSet": ("apps/v1/replicasets", True),
     "EndpointSlice": ("discovery.k8s.io/v1/endpointslices", True),
     "StorageClass": ("storage.k8s.io/v1/storageclasses", False),
+    "Job": ("batch/v1/jobs", True),
+    "CronJob": ("batch/v1/cronjobs", True),
+    "Ingress": ("networking.k8s.io/v1/ingresses", True),
+    "IngressClass": ("networking.k8s.io/v1/ingressclasses", False),
+    "NetworkPolicy": ("networking.k8s.io/v1/networkpolicies", True),
+    "HorizontalPodAutoscaler": ("autoscaling/v2/horizontalpodautoscalers", True),
+    "PodDisruptionBudget": ("policy/v1/poddisruptionbudgets", True),
+    "ResourceQuota": ("v1/resourcequotas", True),
+    "LimitRange": ("v1/limitranges", True),
 }
+
+# `Accept` of a metadata-only list, as the API server understands it.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 @dataclass(frozen=True)
@@ -169,7 +184,9 @@ class KubeHarness:
         self.url = url
         self.calls: list[ApiCall] = []
         self.logs: dict[tuple[str, str, str, bool], list[str]] = {}
-        self.middlewares: list[Middleware] = [serve_version, serve_pod_logs]
+        self.middlewares: list[Middleware] = [serve_version, serve_pod_logs, serve_secrets_metadata_only]
+        # The `Accept` header of every request on Secrets (see serve_secrets_metadata_only).
+        self.secret_accepts: list[str] = []
         # Called for every request before any middleware can answer it (see the module docstring).
         self.observers: list[Callable[[ApiCall, kmock.Request | None], None]] = []
         self._session = session
@@ -267,6 +284,23 @@ class KubeHarness:
 
         self.middlewares.insert(0, forbidden)
 
+    def not_served(self, group: str, version: str) -> None:
+        """Answer 404 for every request in API `group`/`version`, as a cluster that does not serve it
+        (an old cluster without autoscaling/v2, policy/v1 or batch/v1 CronJobs)."""
+
+        async def missing(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
+            resource = request.resource
+            if resource is None or (resource.group or "") != group or resource.version != version:
+                return None
+            raise kmock.KubernetesError(
+                status=404,
+                reason="NotFound",
+                message="the server could not find the requested resource",
+                details={},
+            )
+
+        self.middlewares.insert(0, missing)
+
     # -- clients --------------------------------------------------------------------------------
 
     def cluster(self, **options: Any) -> Cluster:
@@ -306,6 +340,45 @@ async def serve_pod_logs(request: kmock.Request, harness: KubeHarness) -> aiohtt
     if limit and limit.isdigit():
         body = body[: int(limit)]  # the kubelet stops after limitBytes, mid-line if need be
     return aiohttp.web.Response(body=body, content_type="text/plain")
+
+
+async def serve_secrets_metadata_only(
+    request: kmock.Request, harness: KubeHarness
+) -> aiohttp.web.StreamResponse | None:
+    """Secrets as pitcrew may read them: a list with the metadata-only `Accept`, answered like the API
+    server does (a PartialObjectMetadataList: metadata, no data). Any other request on Secrets is
+    refused with 403, so a regression that would read Secret data fails the test that makes it."""
+    if request.resource is None or request.resource.plural != "secrets":
+        return None
+    accept = request.headers.get("Accept", "")
+    harness.secret_accepts.append(accept)
+    call = describe_request(request)
+    if call.verb != "list" or "as=PartialObjectMetadataList" not in accept.replace(" ", ""):
+        raise kmock.KubernetesError(
+            status=403,
+            reason="Forbidden",
+            message=f"test emulator: secrets are listed metadata-only (got {call.verb}, Accept {accept!r})",
+            details={},
+        )
+    items = [
+        {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": json.loads(json.dumps(obj.raw.get("metadata", {}))),
+        }
+        for (resource, namespace, _), obj in harness.emulator.objects.items()
+        if getattr(resource, "plural", None) == "secrets"
+        and not obj.deleted
+        and (not call.namespace or namespace == call.namespace)
+    ]
+    return aiohttp.web.json_response(
+        {
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": "1"},
+            "items": items,
+        }
+    )
 
 
 @pytest.fixture(scope="session")
