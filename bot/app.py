@@ -28,9 +28,9 @@ from bot.incidents import WebhookCommitter
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
-from bot.schedule import scheduler_ctx
-from bot.slack.wiring import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
 from bot.store import Store, StoreError
+from bot.wiring.schedule import scheduler_ctx
+from bot.wiring.slack import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
 from bot.workers import IncidentWorkers, Processor, RetryPolicy
 
 if TYPE_CHECKING:

@@ -480,13 +480,12 @@ class ScheduleConfig:
     missed_grace_seconds: float = 300.0
 
     def validate(self) -> list[str]:
-        # The cron expression itself is checked by bot/schedule.py's owner (hook: extend this method).
         problems: list[str] = []
         if not self.cron.split():
             problems.append("cron: must not be empty")
         else:
-            # Cron syntax is apscheduler's; bot.schedule is its only importer, so ask it (lazily).
-            from bot.schedule import cron_problems
+            # Cron syntax is apscheduler's, checked by bot.cron (lazily: only schedules load apscheduler).
+            from bot.cron import cron_problems
 
             problems.extend(cron_problems(self.cron, self.timezone))
         if not self.namespaces:

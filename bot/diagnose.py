@@ -5,18 +5,16 @@
 - `render_text(diagnosis)` reads like the runbook's analysis file (summary, each root cause with its
   evidence, the proposed fix, the equivalent kubectl commands); `render_json(diagnosis)` is the
   machine form. Both pure.
-- `collect_and_diagnose(cluster, scope, ...)` is the live path; `cli_diagnose(args)` the CLI verb
-  (exit 0: nothing warning or worse; 1: such findings; 2: bad usage or unreadable input).
+- `collect_and_diagnose(cluster, scope, ...)` is the live path; `pitcrew diagnose` is
+  bot/cli/diagnose.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import difflib
 import json
 import shlex
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -410,84 +408,6 @@ def render_json(diagnosis: Diagnosis) -> str:
         "observed_at": diagnosis.observed_at.isoformat() if diagnosis.observed_at else None,
     }
     return json.dumps(doc, indent=2, sort_keys=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-
-
-def _fail(message: str) -> int:
-    print(f"pitcrew diagnose: {message}", file=sys.stderr)
-    return 2
-
-
-def cli_diagnose(args: argparse.Namespace) -> int:
-    from bot.config import ConfigError
-    from bot.snapshot import BundleError, read_bundle, write_bundle
-    from bot.validate import load_cli_config, report_config_error
-
-    try:
-        config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
-    except ConfigError as exc:
-        return report_config_error("diagnose", exc)
-    except OSError as exc:
-        return _fail(f"cannot read config {args.config}: {exc}")
-    settings = settings_from_config(config)
-    namespaces: list[str] = list(args.namespace or [])
-
-    if args.snapshot and args.save:
-        return _fail("--save writes a bundle of the live cluster; it cannot be combined with --snapshot")
-    if args.snapshot:
-        try:
-            evidence = read_bundle(args.snapshot, namespaces=namespaces)
-        except BundleError as exc:
-            return _fail(str(exc))
-        namespaced = (evidence.pods, evidence.events, evidence.services, evidence.workloads, evidence.pvcs)
-        if namespaces and not any(namespaced):
-            # A mistyped -n would otherwise read as "no problems found".
-            return _fail(f"{args.snapshot}: the bundle holds no objects in namespace {', '.join(namespaces)}")
-        diagnosis = diagnose(evidence, settings=settings)
-    else:
-        from bot.cluster import Cluster, ClusterError
-        from bot.hosts import Hosts
-
-        namespaces = namespaces or list(config.cluster.namespaces)
-        try:
-            cluster = Cluster.from_config(config.cluster)
-        except ClusterError as exc:
-            return _fail(str(exc))
-        try:
-            evidence, diagnosis = asyncio.run(
-                _live(
-                    cluster,
-                    Scope(tuple(namespaces)),
-                    settings,
-                    hosts=Hosts(config.hosts) if config.hosts else None,
-                )
-            )
-        except ClusterError as exc:
-            return _fail(str(exc))
-        if args.save:
-            try:
-                path = write_bundle(evidence, args.save, analysis=render_text(diagnosis))
-            except (BundleError, OSError) as exc:
-                return _fail(f"cannot write bundle: {exc}")
-            print(f"bundle written to {path}", file=sys.stderr)
-
-    print(render_json(diagnosis) if args.output == "json" else render_text(diagnosis))
-    return 1 if diagnosis.has_problems else 0
-
-
-async def _live(
-    cluster: Cluster, scope: Scope, settings: Settings, *, hosts: Hosts | None
-) -> tuple[Evidence, Diagnosis]:
-    from bot.cluster import ClusterError
-
-    async with cluster:
-        if not await cluster.ping():
-            raise ClusterError("the Kubernetes API server does not answer (check kubeconfig/context)")
-        return await collect_and_diagnose(cluster, scope, settings=settings, hosts=hosts)
 
 
 def summarize(findings: Iterable[Finding]) -> str:

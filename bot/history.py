@@ -1,15 +1,12 @@
-"""`pitcrew history`: incidents, their plans, approvals and outcomes, and CLI executions, from the store.
+"""History: incidents, their plans, approvals and outcomes, and CLI executions, from the store.
 
-Building the history is a read of the store; rendering it (text or JSON) is pure.
+Building the history is a read of the store; rendering it (text or JSON) is pure. The verb
+`pitcrew history` is bot/cli/history.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -126,42 +123,3 @@ def render_json(history: History) -> str:
         },
         indent=2,
     )
-
-
-def cli_history(args: argparse.Namespace) -> int:
-    """`pitcrew history`: 0 always when the store can be read, 2 on bad config / unreadable store."""
-    from bot.config import Config, ConfigError, load_config
-    from bot.store import Store, StoreError
-    from bot.validate import report_config_error
-
-    if args.limit < 1:
-        print("pitcrew history: --limit must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config) if args.config else Config()
-    except ConfigError as exc:
-        return report_config_error("history", exc)
-
-    if not os.path.exists(config.store.sqlite_path):
-        # Opening would create an empty store and report "nothing recorded" about the wrong file.
-        where = "" if args.config else " (the default; --config names the service's config)"
-        print(
-            f"pitcrew history: cannot read the store {config.store.sqlite_path}: no such file{where}",
-            file=sys.stderr,
-        )
-        return 2
-
-    async def run() -> History:
-        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
-        try:
-            return await load_history(store, limit=args.limit)
-        finally:
-            await store.close()
-
-    try:
-        history = asyncio.run(run())
-    except (StoreError, OSError) as exc:
-        print(f"pitcrew history: cannot read the store {config.store.sqlite_path}: {exc}", file=sys.stderr)
-        return 2
-    print(render_json(history) if args.output == "json" else render_text(history), end="")
-    return 0

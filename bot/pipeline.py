@@ -22,7 +22,7 @@ from bot.evidence import Scope
 from bot.hosts import Hosts
 from bot.model import IncidentStatus, WorkState
 from bot.remediate import DryRunFailed, dry_run
-from bot.slack.wiring import post_incident
+from bot.wiring.slack import post_incident
 
 _log = logging.getLogger(__name__)
 

@@ -20,13 +20,11 @@ The executor talks to the cluster through the small `ClusterWriter` protocol (im
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +55,6 @@ from bot.yamldiff import to_yaml, unified_yaml_diff
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.evidence import Evidence
     from bot.hosts import Hosts
     from bot.metrics import Counter, MetricsRegistry
     from bot.store import Backup, Store
@@ -993,7 +990,7 @@ async def rollback(
 
 
 # ---------------------------------------------------------------------------------------------
-# CLI: pitcrew remediate / pitcrew rollback
+# Rendering for the CLI (bot/cli/remediate.py, bot/cli/rollback.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1015,223 +1012,3 @@ def format_plan(plan: Plan) -> str:
         extra = f" [{_host_step_text(step)}]" if isinstance(step, HostCommandStep) else ""
         lines.append(f"  {index}. {step.action} {step.target}: {step.description}{extra}")
     return "\n".join(lines)
-
-
-async def _print_event(event: StepEvent) -> None:
-    print(format_event(event), flush=True)
-
-
-async def _ask(question: str) -> bool:
-    answer = await asyncio.to_thread(input, question)
-    return answer.strip().lower() in ("y", "yes")
-
-
-def _interactive_allowed(args: argparse.Namespace, verb: str) -> bool:
-    """Per-step confirmation needs a terminal; without one, only --yes may proceed."""
-    if args.yes or sys.stdin.isatty():
-        return True
-    print(
-        f"pitcrew {verb}: refusing to change anything: stdin is not a terminal, so steps cannot be "
-        "confirmed; pass --yes to run without confirmation",
-        file=sys.stderr,
-    )
-    return False
-
-
-def cli_remediate(args: argparse.Namespace) -> int:
-    """`pitcrew remediate`: diagnose (live or from a bundle), show the plan and its server-side dry
-    run diff, then execute step by step (asking before each step unless --yes). Exit 0 when the
-    remediation succeeded (or there was nothing to do / --dry-run), 1 when it failed or was refused,
-    2 on bad input."""
-    from bot.cluster import ClusterError
-    from bot.config import ConfigError
-    from bot.snapshot import BundleError, read_bundle
-    from bot.validate import load_cli_config, report_config_error
-
-    try:
-        config = load_cli_config(args)
-    except ConfigError as exc:
-        return report_config_error("remediate", exc)
-    bundle: Evidence | None = None
-    if args.snapshot:
-        try:
-            bundle = read_bundle(args.snapshot, namespaces=args.namespace)
-        except (BundleError, OSError) as exc:
-            print(f"pitcrew remediate: cannot read bundle {args.snapshot}: {exc}", file=sys.stderr)
-            return 2
-    try:
-        return asyncio.run(_remediate(args, config, bundle))
-    except ClusterError as exc:
-        print(f"pitcrew remediate: {exc}", file=sys.stderr)
-        return 2
-
-
-async def _remediate(args: argparse.Namespace, config: Config, bundle: Evidence | None) -> int:
-    from bot.diagnose import diagnose
-    from bot.evidence import Scope
-    from bot.hosts import Hosts
-    from bot.store import Store
-    from bot.validate import reachable_cluster
-
-    namespaces = tuple(args.namespace) or tuple(config.cluster.namespaces)
-    async with reachable_cluster(config) as cluster:
-        evidence = bundle or await cluster.collect(Scope(namespaces=namespaces))
-        for error in evidence.errors:
-            print(f"pitcrew remediate: could not read: {error}", file=sys.stderr)
-        findings = [f for f in diagnose(evidence).findings if f.has_automatic_plan]
-        if args.finding:
-            known = sorted({f.code for f in findings})
-            findings = [f for f in findings if f.code == args.finding]
-            if not findings:
-                print(
-                    f"pitcrew remediate: no finding {args.finding!r} with a plan "
-                    f"(findings with plans: {', '.join(known) or 'none'})",
-                    file=sys.stderr,
-                )
-                return 2
-        if not findings:
-            if evidence.errors:  # what could not be read may be exactly what is broken
-                print("nothing to remediate in what could be read; the diagnosis is incomplete")
-                return 1
-            print("nothing to remediate: no finding has an automatic plan")
-            return 0
-        plan = plan_of(findings)
-        for finding in findings:
-            print(f"{finding.severity.value.upper()} {finding.code}: {finding.summary}")
-        print("plan:\n" + format_plan(plan))
-        try:
-            diff = await dry_run(plan, cluster)
-        except DryRunFailed as exc:
-            print(f"pitcrew remediate: dry run refused: {exc}", file=sys.stderr)
-            return 1
-        print("server-side dry run:\n" + diff, end="" if diff.endswith("\n") else "\n")
-        if args.dry_run:
-            return 0
-        if not _interactive_allowed(args, "remediate"):
-            return 2
-
-        async def confirm(index: int, step: Step) -> bool:
-            return await _ask(f"apply step {index + 1} ({step.action} {step.target})? [y/N] ")
-
-        hosts = Hosts(config.hosts) if config.hosts else None
-        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
-        try:
-            result = await execute(
-                plan,
-                incident_id=None,
-                actor="cli",
-                cluster=cluster,
-                hosts=hosts,
-                store=store,
-                config=config,
-                on_event=_print_event,
-                confirm=None if args.yes else confirm,
-            )
-        finally:
-            await store.close()
-    print(f"{result.outcome}: {result.detail}")
-    return 0 if result.outcome == "succeeded" else 1
-
-
-RollbackTarget = tuple[Literal["backup", "incident", "execution"], str]
-
-
-def parse_rollback_id(text: str) -> RollbackTarget | None:
-    """ "b-12" a backup, "7" an incident, "e-3" an execution; None if it is none of them."""
-    text = text.strip()
-    if re.fullmatch(r"b-\d+", text):
-        return ("backup", text)
-    if re.fullmatch(r"e-\d+", text):
-        return ("execution", text[2:])
-    if re.fullmatch(r"\d+", text):
-        return ("incident", text)
-    return None
-
-
-def cli_rollback(args: argparse.Namespace) -> int:
-    """`pitcrew rollback ID`: ID is a backup id ("b-12"), an incident id ("7") or an execution id
-    ("e-3"); restores that backup, or every backup of the execution. Exit 0 when restored, 1 if not,
-    2 on bad input."""
-    from bot.cluster import ClusterError
-    from bot.config import ConfigError
-    from bot.validate import load_cli_config, report_config_error
-
-    target = parse_rollback_id(args.id)
-    if target is None:
-        print(
-            f"pitcrew rollback: {args.id!r} is not a backup id (b-12), an incident id (7) "
-            "or an execution id (e-3)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        config = load_cli_config(args)
-    except ConfigError as exc:
-        return report_config_error("rollback", exc)
-    if not _interactive_allowed(args, "rollback"):
-        return 2
-    try:
-        return asyncio.run(_rollback_cli(args, config, target))
-    except ClusterError as exc:
-        print(f"pitcrew rollback: {exc}; nothing changed", file=sys.stderr)
-        return 2
-
-
-async def _rollback_cli(args: argparse.Namespace, config: Config, target: RollbackTarget) -> int:
-    from bot.hosts import Hosts
-    from bot.store import Store
-    from bot.validate import reachable_cluster
-
-    kind, value = target
-    store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
-    try:
-        what: int | str
-        if kind == "backup":
-            backup = await store.get_backup(value)
-            if backup is None:
-                print(f"pitcrew rollback: backup {value} does not exist", file=sys.stderr)
-                return 2
-            what, description = backup.id, f"backup {backup.id} of {backup.target}"
-        else:
-            if kind == "incident":
-                executions = [
-                    e for e in await store.list_executions(int(value)) if e.incident_id == int(value)
-                ]
-                if not executions:
-                    print(
-                        f"pitcrew rollback: incident {value} has no execution to roll back", file=sys.stderr
-                    )
-                    return 2
-                what = executions[0].id
-            else:
-                what = int(value)
-                if await store.get_execution(what) is None:
-                    print(f"pitcrew rollback: execution e-{what} does not exist", file=sys.stderr)
-                    return 2
-            backups = await store.list_backups(what)
-            if not backups:
-                print(f"pitcrew rollback: execution e-{what} has no backups to restore", file=sys.stderr)
-                return 2
-            description = f"every backup of execution e-{what}: " + ", ".join(b.id for b in backups)
-        print(f"restoring {description}")
-        if not args.yes and not await _ask("proceed? [y/N] "):
-            print("nothing changed")
-            return 1
-        async with reachable_cluster(config) as cluster:
-            try:
-                result = await rollback(
-                    what,
-                    actor="cli",
-                    cluster=cluster,
-                    hosts=Hosts(config.hosts) if config.hosts else None,
-                    store=store,
-                    on_event=_print_event,
-                    config=config,
-                )
-            except LookupError as exc:
-                print(f"pitcrew rollback: {exc}", file=sys.stderr)
-                return 2
-    finally:
-        await store.close()
-    print(f"{result.outcome}: {result.detail}")
-    return 0 if result.outcome == "rolled-back" else 1

@@ -1,4 +1,5 @@
-"""Scheduled health summaries: the only module that imports `apscheduler`.
+"""Scheduled health summaries: the only module that runs `apscheduler`'s scheduler (its cron
+triggers are built by bot/cron.py).
 
 Each configured schedule (cron + timezone, channel, namespaces) becomes one AsyncIOScheduler job.
 A run is idempotent per fire time, so several replicas, a restart or a late catch-up never post
@@ -12,7 +13,7 @@ the same summary twice:
 
 At start-up each schedule's latest fire time within `missed_grace_seconds` is run once (a run missed
 while pitcrew was down); an older one is skipped. Cron syntax is checked with apscheduler's own
-parser (`cron_problems`, called by `ScheduleConfig.validate` in bot/config.py).
+parser (bot/cron.py's `cron_problems`, called by `ScheduleConfig.validate` in bot/config.py).
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ import socket
 import time
 import uuid
 import zoneinfo
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 
-from bot import keys
+from bot.cron import cron_problems, crontab_trigger, latest_fire_time
 from bot.slack.summary_blocks import render_summary
 from bot.summary import HealthSummary, SummaryDeps, build_summary, state_key
 
@@ -50,10 +48,6 @@ POST_METHOD = "chat.postMessage"
 LOCK_TTL_SECONDS = 600.0
 # A scheduled job may start a little late (a busy loop); it still counts as on time within this.
 ON_TIME_WINDOW_SECONDS = 120.0
-# Windows searched, smallest first, for the latest fire time: finds it in a few trigger steps
-# whatever the cron frequency, instead of walking every fire time of a long grace period.
-_SEARCH_WINDOWS = (60.0, 3600.0, 86400.0, 7 * 86400.0, 366 * 86400.0)
-_MAX_TRIGGER_STEPS = 2000
 
 RunOutcome = Literal["posted", "already-posted", "locked", "not-due", "no-channel"]
 
@@ -65,80 +59,6 @@ class ScheduleConfigError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Triggers and fire times
 # ---------------------------------------------------------------------------------------------
-
-
-# Crontab numbers weekdays from Sunday (0 or 7); apscheduler 3.x from Monday (its from_crontab
-# keeps its own numbering, see apscheduler issue 286). Weekdays are therefore translated to names.
-_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def _crontab_weekday(token: str) -> int:
-    if token.isdigit() and int(token) <= 7:
-        return int(token) % 7
-    if token in _CRON_WEEKDAYS:
-        return _CRON_WEEKDAYS.index(token)
-    raise ValueError(f"day of week {token!r} is not 0-7 or sun..sat")
-
-
-def crontab_weekdays(field: str) -> str:
-    """A crontab day-of-week field ("1-5", "0,6", "*/2", "mon-fri") as apscheduler day names."""
-    if field in ("*", "?"):
-        return "*"
-    days: set[int] = set()
-    for item in field.lower().split(","):
-        base, slash, step_text = item.partition("/")
-        if slash and not (step_text.isdigit() and int(step_text) > 0):
-            raise ValueError(f"day of week step {step_text!r} is not a positive number")
-        step = int(step_text) if slash else 1
-        if base == "*":
-            low, high = 0, 6
-        elif "-" in base:
-            first, last = base.split("-", 1)
-            low, high = _crontab_weekday(first), _crontab_weekday(last)
-            if last == "7":
-                high = 7  # "5-7" is Friday to Sunday
-        else:
-            low = _crontab_weekday(base)
-            high = 6 if slash else low
-        if low > high:
-            raise ValueError(f"day of week range {base!r} runs backwards")
-        days.update(day % 7 for day in range(low, high + 1, step))
-    # apscheduler numbers Monday 0: list Monday first so the field reads naturally.
-    return ",".join(_CRON_WEEKDAYS[d] for d in sorted(days, key=lambda d: (d - 1) % 7))
-
-
-def crontab_trigger(expr: str, timezone: tzinfo) -> BaseTrigger:
-    """A standard 5-field crontab expression as an apscheduler trigger. As in cron, when both the
-    day of month and the day of week are restricted, either one matching is enough."""
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5")
-    minute, hour, day, month, weekday = fields
-    weekdays = crontab_weekdays(weekday)
-
-    def cron(day: str, day_of_week: str) -> CronTrigger:
-        return CronTrigger(
-            minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone=timezone
-        )
-
-    if day not in ("*", "?") and weekdays != "*":
-        return OrTrigger([cron(day, "*"), cron("*", weekdays)])
-    return cron(day, weekdays)
-
-
-def cron_problems(cron: str, timezone: str) -> list[str]:
-    """Problems of a cron expression, as "cron: reason" (empty when it can run). The time zone is
-    checked by the config itself; an unknown one is left to that check here."""
-    problems: list[str] = []
-    try:
-        tz: tzinfo = zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = UTC
-    try:
-        crontab_trigger(cron, tz)
-    except (ValueError, TypeError) as exc:
-        problems.append(f"cron: invalid crontab expression {cron!r}: {exc}")
-    return problems
 
 
 def schedule_problems(schedules: Sequence[ScheduleConfig]) -> list[str]:
@@ -157,25 +77,6 @@ def trigger_for(schedule: ScheduleConfig) -> BaseTrigger:
         raise ScheduleConfigError(f"schedules ({schedule.name}): cron/timezone: {exc}") from None
 
 
-def latest_fire_time(trigger: BaseTrigger, now: datetime, window_seconds: float) -> datetime | None:
-    """The trigger's latest fire time in (now - window, now], or None."""
-    if window_seconds <= 0:
-        return None
-    for window in (*(w for w in _SEARCH_WINDOWS if w < window_seconds), window_seconds):
-        start = now - timedelta(seconds=window)
-        found: datetime | None = None
-        fire = trigger.get_next_fire_time(None, start)
-        steps = 0
-        while fire is not None and fire <= now and steps < _MAX_TRIGGER_STEPS:
-            if fire > start:
-                found = fire
-            fire = trigger.get_next_fire_time(fire, fire)
-            steps += 1
-        if found is not None:
-            return found
-    return None
-
-
 def last_run_key(schedule_name: str) -> str:
     return f"schedule:{schedule_name}:last_run"
 
@@ -183,25 +84,6 @@ def last_run_key(schedule_name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Posting
 # ---------------------------------------------------------------------------------------------
-
-
-def deps_from_app(app: web.Application) -> SummaryDeps:
-    """What a summary reads, from the running application. Without the app's cluster client (its
-    kubeconfig could not be loaded), each summary tries to connect for its own run."""
-    cluster = app.get(keys.CLUSTER)
-
-    def wake_outbox() -> None:
-        service = app.get(keys.SLACK)
-        if service is not None:
-            service.outbox.wake()
-
-    return SummaryDeps(
-        config=app[keys.CONFIG], store=app[keys.STORE], cluster=cluster, on_enqueued=wake_outbox
-    )
-
-
-def _deps(app_or_deps: web.Application | SummaryDeps) -> SummaryDeps:
-    return app_or_deps if isinstance(app_or_deps, SummaryDeps) else deps_from_app(app_or_deps)
 
 
 def channel_for(config: Config, schedule: ScheduleConfig) -> str | None:
@@ -215,7 +97,7 @@ def summary_payload(summary: HealthSummary, channel: str) -> str:
 
 
 async def post_summary(
-    app_or_deps: web.Application | SummaryDeps,
+    deps: SummaryDeps,
     schedule: ScheduleConfig,
     *,
     now: float | None = None,
@@ -227,7 +109,6 @@ async def post_summary(
     `fire_time` as posted, in the same transaction as the message: a crash cannot leave a queued
     summary unrecorded (posted again at restart) or recorded but not queued. No lock and no once-only
     check: that is `run_schedule`'s job (this is also what "post it now" calls)."""
-    deps = _deps(app_or_deps)
     if deps.store is None:
         raise ScheduleConfigError(f"schedule {schedule.name}: posting needs the store (outbox)")
     channel = channel_for(deps.config, schedule)
@@ -415,26 +296,6 @@ class SummaryScheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         # AsyncIOScheduler.shutdown is scheduled on the loop; let it run before the loop goes away.
         await asyncio.sleep(0)
-
-
-async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx entry: start the summary scheduler (after the store and Slack), stop it on exit."""
-    config = app[keys.CONFIG]
-    if not config.schedules:
-        yield
-        return
-    if not config.slack.enabled:
-        _log.warning("schedules configured but slack is disabled: no health summaries will be posted")
-        yield
-        return
-    scheduler = SummaryScheduler(deps_from_app(app), config.schedules)
-    app[keys.SCHEDULER] = scheduler
-    await scheduler.start()
-    _log.info("health summaries scheduled: %s", ", ".join(config_line(s) for s in config.schedules))
-    try:
-        yield
-    finally:
-        await scheduler.stop()
 
 
 def config_line(schedule: ScheduleConfig) -> str:

@@ -6,19 +6,17 @@ Two halves:
   `HealthSummary`; `render_text` / `summary_to_json` write it out. No I/O, table-driven tests.
 - gathering: `build_summary(deps, ...)` reads those inputs through their adapters (cluster or bundle,
   store, validate) and never raises for an unreachable cluster or store: what failed becomes part of
-  the summary. `cli_summary` is `pitcrew summary`.
+  the summary. `pitcrew summary` is bot/cli/summary.py.
 
 The Slack rendering is `bot/slack/summary_blocks.py`; scheduling and posting are `bot/schedule.py`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import datetime
 import json
-import sys
 import time
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -1052,57 +1050,3 @@ def _connect(config: Config) -> tuple[Cluster | None, str | None]:
         return Cluster.from_config(config.cluster), None
     except ClusterError as exc:
         return None, str(exc)
-
-
-# ---------------------------------------------------------------------------------------------
-# `pitcrew summary`
-# ---------------------------------------------------------------------------------------------
-
-
-async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummary:
-    from bot.store import Store
-
-    store: Store | None = None
-    if getattr(args, "config", None):
-        # Only with a config file: its store holds incidents, remediations and the previous summary.
-        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
-    try:
-        deps = SummaryDeps(config=config, store=store, snapshot_dir=getattr(args, "snapshot", None))
-        return await build_summary(deps, namespaces=args.namespace or None)
-    finally:
-        if store is not None:
-            await store.close()
-
-
-def cli_summary(args: argparse.Namespace) -> int:
-    """`pitcrew summary`: exit 0 all healthy, 1 problems (or the cluster could not be read), 2 bad input."""
-    from bot.config import ConfigError
-    from bot.validate import load_cli_config, report_config_error
-
-    try:
-        config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
-    except ConfigError as exc:
-        return report_config_error("summary", exc)
-    snapshot = getattr(args, "snapshot", None)
-    if snapshot is not None:
-        import os
-
-        if not os.path.isdir(snapshot):
-            print(f"pitcrew summary: --snapshot {snapshot}: not a directory", file=sys.stderr)
-            return 2
-    try:
-        summary = asyncio.run(_cli_summary(args, config))
-    except Exception as exc:  # the store file could not be opened
-        print(f"pitcrew summary: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    if args.output == "json":
-        print(json.dumps(summary_to_json(summary), indent=2, sort_keys=True, allow_nan=False))
-    else:
-        sys.stdout.write(render_text(summary))
-    if (
-        snapshot is not None
-        and summary.collection_error is not None
-        and summary.source.startswith("snapshot")
-    ):
-        return 2  # an unreadable bundle is bad input
-    return 0 if not summary.problems else 1

@@ -19,16 +19,13 @@ are the seed's: 0 when everything passes or warns, 1 when anything fails.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
 import socket
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -39,8 +36,7 @@ from bot.evidence import Evidence, Pod, Scope, Service
 from bot.model import CheckResult, CheckStatus, ObjectRef
 
 if TYPE_CHECKING:
-    from bot.cluster import Cluster
-    from bot.config import Config, ConfigError
+    from bot.config import Config
 
 CHECKS: tuple[str, ...] = (
     "pods-ready",
@@ -578,73 +574,3 @@ def render_json(results: Sequence[CheckResult]) -> str:
         ],
         indent=2,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-
-
-def load_cli_config(args: argparse.Namespace) -> Config:
-    """The config named by --config (defaults when absent), with --kubeconfig/--context applied."""
-    import dataclasses
-
-    from bot.config import Config, load_config
-
-    config = load_config(args.config) if getattr(args, "config", None) else Config()
-    overrides = {
-        key: value
-        for key, value in (
-            ("kubeconfig", getattr(args, "kubeconfig", None)),
-            ("context", getattr(args, "context", None)),
-        )
-        if value
-    }
-    if overrides:
-        config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, **overrides))
-    return config
-
-
-def report_config_error(verb: str, error: ConfigError) -> int:
-    """Every CLI verb says why its --config is unusable the same way: one line per problem, on
-    stderr, naming the verb. Returns the bad-input exit code."""
-    for problem in error.problems:
-        print(f"pitcrew {verb}: bad config: {problem}", file=sys.stderr)
-    return 2
-
-
-@contextlib.asynccontextmanager
-async def reachable_cluster(config: Config) -> AsyncIterator[Cluster]:
-    """A `Cluster` for the CLI verbs, from the config's `cluster` section, whose API server has
-    answered. Raises ClusterError (unloadable kubeconfig, API server down or refusing) before the
-    verb reads anything, so it reports that instead of judging an empty cluster."""
-    from bot.cluster import Cluster
-
-    async with Cluster.from_config(config.cluster) as cluster:
-        await cluster.require_reachable()
-        yield cluster
-
-
-def cli_validate(args: argparse.Namespace) -> int:
-    """`pitcrew validate`: 0 all pass or warn, 1 any fail, 2 bad config / cluster unreachable."""
-    from bot.cluster import ClusterError
-    from bot.config import ConfigError
-
-    try:
-        config = load_cli_config(args)
-    except ConfigError as exc:
-        return report_config_error("validate", exc)
-
-    async def run() -> list[CheckResult]:
-        async with reachable_cluster(config) as cluster:
-            return await validate(
-                args.namespace or config.cluster.namespaces, cluster=cluster, config=config, since=None
-            )
-
-    try:
-        results = asyncio.run(run())
-    except ClusterError as exc:
-        print(f"pitcrew validate: {exc}", file=sys.stderr)
-        return 2
-    print(render_json(results) if args.output == "json" else render_text(results), end="")
-    return 1 if worst(results) == "fail" else 0

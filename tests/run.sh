@@ -36,5 +36,7 @@ echo "== ruff"
 .venv/bin/ruff check bot handlers tests bench
 echo "== mypy"
 .venv/bin/mypy
+echo "== lint-imports"
+.venv/bin/lint-imports --no-cache --no-logo
 echo "== pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

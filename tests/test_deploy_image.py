@@ -73,7 +73,7 @@ def in_build_context(path: str, dockerignore: str) -> bool:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("bot/cli.py", True),
+        ("bot/cli/__init__.py", True),
         ("bot/slack/service.py", True),
         ("handlers/__init__.py", True),
         ("pyproject.toml", True),

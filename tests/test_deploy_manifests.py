@@ -220,7 +220,7 @@ def test_probes_ports_and_grace_period_match_the_app_and_config(
     assert port["containerPort"] == config.server.listen_port and port["name"] == "http"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    # bot/service.py bounds shutdown by shutdown_timeout_seconds + 5 s of cleanup; the kubelet waits longer.
+    # bot/cli/serve.py bounds shutdown by shutdown_timeout_seconds + 5 s of cleanup; the kubelet waits longer.
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > config.server.shutdown_timeout_seconds + 5
     assert config.server.listen_host == "0.0.0.0"

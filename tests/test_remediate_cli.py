@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import build_parser
-from bot.history import cli_history
-from bot.remediate import cli_remediate, cli_rollback
+from bot.cli.history import cli_history
+from bot.cli.remediate import cli_remediate
+from bot.cli.rollback import cli_rollback
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import SEED_BUNDLE, Kubelet, WriteSemantics, live_object
 from tests.support.stackstubs import Stack
@@ -247,8 +248,8 @@ async def test_unreachable_cluster_is_a_clear_error_for_every_verb(
 ) -> None:
     """Refused connection, a server that never answers (timeout), an unloadable kubeconfig: each verb
     says so and exits 2; none reports an empty cluster as "nothing to remediate" or healthy."""
+    from bot.cli.validate import cli_validate
     from bot.store import Store
-    from bot.validate import cli_validate
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # accept, never answer

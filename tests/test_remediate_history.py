@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli.history import cli_history
 from bot.config import parse_config
-from bot.history import cli_history, load_history, render_json, render_text
+from bot.history import load_history, render_json, render_text
 from bot.model import (
     EditConfigMapStep,
     Finding,

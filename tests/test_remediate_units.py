@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli.rollback import parse_rollback_id
 from bot.model import (
     EditConfigMapStep,
     Finding,
@@ -28,7 +29,6 @@ from bot.remediate import (
     _restore_ops,
     format_event,
     format_plan,
-    parse_rollback_id,
     plan_namespaces,
     plan_of,
     step_lock_target,

@@ -1,4 +1,4 @@
-"""Fire-time arithmetic and cron validation (pure; apscheduler's CronTrigger through bot.schedule)."""
+"""Fire-time arithmetic and cron validation (pure; apscheduler's CronTrigger through bot.cron)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import parse_config
+from bot.cron import cron_problems, crontab_weekdays, latest_fire_time
 from bot.schedule import (
     ScheduleConfigError,
     SummaryScheduler,
-    cron_problems,
-    crontab_weekdays,
-    latest_fire_time,
     schedule_problems,
     trigger_for,
 )

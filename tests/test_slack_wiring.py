@@ -17,7 +17,7 @@ from bot import keys
 from bot.app import create_app
 from bot.config import Config, parse_config
 from bot.slack import blocks as B
-from bot.slack.wiring import post_incident
+from bot.wiring.slack import post_incident
 from tests.support.slack import (
     BOT_TOKEN,
     SIGNING_SECRET,

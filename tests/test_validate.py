@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from bot.cli.validate import cli_validate
 from bot.config import Config, parse_config
 from bot.model import CheckResult
-from bot.validate import CHECKS, cli_validate, render_text, validate, worst
+from bot.validate import CHECKS, render_text, validate, worst
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import WriteSemantics
 from tests.support.stackstubs import GRAFANA_TOKEN, Stack

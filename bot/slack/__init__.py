@@ -6,6 +6,8 @@
 - `outbox`: delivery of queued Web API calls (order per thread, retries, Retry-After);
 - `workflow`: approve / reject / rollback, checked against the store and the approver rules;
 - `service`: the Bolt app and its listeners (HTTP through the aiohttp adapter, or Socket Mode);
-- `wiring`: the app's cleanup context, `POST /slack/events`, and `post_incident(app, incident_id)`;
 - `settings`: the `slack` / `alertmanager` config sections as the code above uses them.
+
+Its cleanup context in the app, `POST /slack/events` and `post_incident(app, incident_id)` are
+bot/wiring/slack.py (they read the app's state; nothing in this package does).
 """

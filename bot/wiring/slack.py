@@ -1,4 +1,4 @@
-"""How the Slack app plugs into pitcrew's aiohttp application.
+"""How the Slack app (bot/slack/) plugs into pitcrew's aiohttp application.
 
 - `slack_ctx`: the cleanup context (one line in `bot/app.py`'s list, after the store): builds the
   `SlackService` when `slack.enabled`, starts the outbox worker, the message sync and (socket mode)
@@ -105,8 +105,9 @@ def _tools(app: web.Application, config: Config) -> CommandTools:
             return await run_validation(namespaces, cluster=cluster, config=config, since=None)
 
     async def summary(channel: str) -> None:
-        from bot.schedule import POST_METHOD, deps_from_app, summary_payload
+        from bot.schedule import POST_METHOD, summary_payload
         from bot.summary import build_summary
+        from bot.wiring.schedule import deps_from_app
 
         result = await build_summary(deps_from_app(app))
         target = channel or config.slack.default_channel or ""

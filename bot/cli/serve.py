@@ -1,4 +1,4 @@
-"""`pitcrew serve` and `pitcrew check-config`.
+"""`pitcrew serve`.
 
 `serve` loads the config, configures logging (with every configured secret redacted), builds the app
 and runs it until SIGTERM or SIGINT; shutdown (in-flight requests, workers, store) is bounded by
@@ -10,69 +10,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 
 from aiohttp import web
 
 from bot.app import InsecureWebhookConfig, create_app
-from bot.config import Config, ConfigError, load_config
+from bot.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, load_config_file
+from bot.config import Config
 from bot.logging import configure_logging, secrets_in
 from bot.store import StoreError
 
 _log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def cli_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
-    if config is None:
-        return EXIT_BAD_INPUT
-    if getattr(args, "connect", False):
-        problem = asyncio.run(_check_store(config))
-        if problem is not None:
-            print(problem)
-            return EXIT_FAILED
-    print("ok")
-    return EXIT_OK
-
-
-async def _check_store(config: Config) -> str | None:
-    """Try the configured store without changing it; None if usable, else one line saying why not."""
-    store = config.store
-    if store.url is None:
-        return _check_sqlite(store.sqlite_path)
-    from bot import pg
-
-    try:
-        info = await pg.server_info(store)
-    except pg.PostgresUnavailable as exc:
-        return f"store.url: {exc}"
-    print(f"store: PostgreSQL {info.version}, database {info.database} as {info.user}")
-    return None
-
-
-def _check_sqlite(path: str) -> str | None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(path):
-        if not os.access(path, os.R_OK | os.W_OK):
-            return f"store.path: {path} is not readable and writable by this user"
-        print(f"store: SQLite file {path}")
-    elif not os.path.isdir(folder):
-        return f"store.path: folder {folder} does not exist"
-    elif not os.access(folder, os.W_OK):
-        return f"store.path: folder {folder} is not writable by this user (the store cannot be created)"
-    else:
-        print(f"store: SQLite file {path} (created on first start)")
-    return None
-
 
 def cli_serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_config_file(args.config)
     if config is None:
         return EXIT_BAD_INPUT
     configure_logging(format=config.logging.format, level=config.logging.level, secrets=secrets_in(config))
@@ -82,19 +35,6 @@ def cli_serve(args: argparse.Namespace) -> int:
         print(f"pitcrew serve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return asyncio.run(serve(app, config))
-
-
-def _load(path: str) -> Config | None:
-    """The config, or None after printing why not (one line per problem, on stdout like `ok`)."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
-        return None
-    except OSError as exc:
-        print(f"{path}: cannot read config file: {exc.strerror or exc}")
-        return None
 
 
 async def serve(app: web.Application, config: Config) -> int:

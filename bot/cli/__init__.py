@@ -1,4 +1,5 @@
-"""`pitcrew` command line: argument parsing only; each verb is implemented by the module that owns it.
+"""`pitcrew` command line: argument parsing and dispatch; each verb is one module of this package
+(bot/cli/VERB.py, its `cli_VERB(args) -> exit code`), shared config loading in bot/cli/common.py.
 
 Flags follow kubectl's spelling (-n/--namespace, -o/--output, --context, --kubeconfig).
 Exit codes: 0 ok, 1 problems found / check failed, 2 bad usage or unreadable input.
@@ -7,22 +8,9 @@ Exit codes: 0 ok, 1 problems found / check failed, 2 bad usage or unreadable inp
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-
-# verb -> "module:function"; the function takes the parsed args and returns the exit code.
-VERBS: dict[str, str] = {
-    "serve": "bot.service:cli_serve",
-    "check-config": "bot.service:cli_check_config",
-    "diagnose": "bot.diagnose:cli_diagnose",
-    "remediate": "bot.remediate:cli_remediate",
-    "validate": "bot.validate:cli_validate",
-    "rollback": "bot.remediate:cli_rollback",
-    "history": "bot.history:cli_history",
-    "summary": "bot.summary:cli_summary",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,16 +106,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
-    module_name, func_name = spec.split(":")
-    func: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module_name), func_name)
-    return func
+# Each verb's module is imported when the verb runs (explicitly, so mypy checks every name): a verb
+# pays only for its own imports, and `pitcrew --help` for none.
+def _serve(args: argparse.Namespace) -> int:
+    from bot.cli.serve import cli_serve
+
+    return cli_serve(args)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from bot.cli.check_config import cli_check_config
+
+    return cli_check_config(args)
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from bot.cli.diagnose import cli_diagnose
+
+    return cli_diagnose(args)
+
+
+def _remediate(args: argparse.Namespace) -> int:
+    from bot.cli.remediate import cli_remediate
+
+    return cli_remediate(args)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from bot.cli.validate import cli_validate
+
+    return cli_validate(args)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from bot.cli.rollback import cli_rollback
+
+    return cli_rollback(args)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from bot.cli.history import cli_history
+
+    return cli_history(args)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from bot.cli.summary import cli_summary
+
+    return cli_summary(args)
+
+
+# verb -> the function that runs it with the parsed args and returns the exit code.
+VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve,
+    "check-config": _check_config,
+    "diagnose": _diagnose,
+    "remediate": _remediate,
+    "validate": _validate,
+    "rollback": _rollback,
+    "history": _history,
+    "summary": _summary,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _resolve(VERBS[args.verb])(args)
+        return VERBS[args.verb](args)
     except BrokenPipeError:
         # The reader stopped early (`pitcrew diagnose | head`): not an error. Point stdout at
         # /dev/null so the interpreter's final flush does not raise again (Python's documented recipe).
@@ -136,6 +181,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`pitcrew summary`: the health summary of the monitoring namespaces, live or from a bundle, as text or
+JSON (exit 0 all healthy, 1 problems or the cluster could not be read, 2 bad input)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from bot.cli.common import load_cli_config, report_config_error
+from bot.config import Config, ConfigError
+from bot.store import Store
+from bot.summary import HealthSummary, SummaryDeps, build_summary, render_text, summary_to_json
+
+
+async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummary:
+    store: Store | None = None
+    if getattr(args, "config", None):
+        # Only with a config file: its store holds incidents, remediations and the previous summary.
+        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
+    try:
+        deps = SummaryDeps(config=config, store=store, snapshot_dir=getattr(args, "snapshot", None))
+        return await build_summary(deps, namespaces=args.namespace or None)
+    finally:
+        if store is not None:
+            await store.close()
+
+
+def cli_summary(args: argparse.Namespace) -> int:
+    """`pitcrew summary`: exit 0 all healthy, 1 problems (or the cluster could not be read), 2 bad input."""
+    try:
+        config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
+    except ConfigError as exc:
+        return report_config_error("summary", exc)
+    snapshot = getattr(args, "snapshot", None)
+    if snapshot is not None and not os.path.isdir(snapshot):
+        print(f"pitcrew summary: --snapshot {snapshot}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        summary = asyncio.run(_cli_summary(args, config))
+    except Exception as exc:  # the store file could not be opened
+        print(f"pitcrew summary: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        print(json.dumps(summary_to_json(summary), indent=2, sort_keys=True, allow_nan=False))
+    else:
+        sys.stdout.write(render_text(summary))
+    if (
+        snapshot is not None
+        and summary.collection_error is not None
+        and summary.source.startswith("snapshot")
+    ):
+        return 2  # an unreadable bundle is bad input
+    return 0 if not summary.problems else 1
