@@ -188,6 +188,18 @@ class Probe:
     initial_delay_seconds: int = 0
     period_seconds: int = 10
     failure_threshold: int = 3
+    timeout_seconds: int = 1
+
+
+@dataclass(frozen=True)
+class LifecycleHook:
+    """A postStart or preStop hook: what the kubelet runs (exec, httpGet, tcpSocket, sleep)."""
+
+    handler: Literal["exec", "httpGet", "tcpSocket", "sleep", "none"]
+    port: int | str | None = None
+    path: str = ""
+    command: tuple[str, ...] = ()
+    seconds: int | None = None  # sleep
 
 
 @dataclass(frozen=True)
@@ -218,6 +230,9 @@ class Container:
     volume_mounts: tuple[VolumeMount, ...] = ()
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    post_start: LifecycleHook | None = None
+    pre_stop: LifecycleHook | None = None
     security_context: SecurityContext = SecurityContext()
     limits: Mapping[str, str] = field(default_factory=_empty_map)
     requests: Mapping[str, str] = field(default_factory=_empty_map)
@@ -229,8 +244,17 @@ class Container:
 
 
 VolumeKind = Literal[
-    "persistentVolumeClaim", "hostPath", "configMap", "secret", "emptyDir", "projected", "other"
+    "persistentVolumeClaim", "hostPath", "configMap", "secret", "emptyDir", "projected", "csi", "other"
 ]
+
+
+@dataclass(frozen=True)
+class VolumeSource:
+    """A ConfigMap or Secret a projected volume is made of."""
+
+    kind: Literal["ConfigMap", "Secret"]
+    name: str
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +266,8 @@ class Volume:
     config_map: str = ""  # configMap
     secret: str = ""  # secret
     optional: bool = False
+    sources: tuple[VolumeSource, ...] = ()  # projected: its ConfigMaps and Secrets
+    driver: str = ""  # csi: the CSI driver's name
 
 
 @dataclass(frozen=True)

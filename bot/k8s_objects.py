@@ -41,6 +41,7 @@ from bot.evidence import (
     IngressTLS,
     Job,
     LabelSelector,
+    LifecycleHook,
     LimitRange,
     LimitRangeItem,
     LogKey,
@@ -65,8 +66,8 @@ from bot.evidence import (
     ServicePort,
     StorageClass,
     Volume,
-    VolumeKind,
     VolumeMount,
+    VolumeSource,
     Workload,
     freeze,
     thaw,
@@ -316,7 +317,24 @@ def _probe(d: Mapping[str, Any], key: str) -> Probe | None:
         handler, port = "grpc", _int_or_str(_map(p, "grpc").get("port"))
     elif "exec" in p:
         handler, command = "exec", tuple(str(c) for c in _list(_map(p, "exec"), "command"))
-    return Probe(handler, port, path, command, delay, period, threshold)
+    timeout = _int(p, "timeoutSeconds") or 1
+    return Probe(handler, port, path, command, delay, period, threshold, timeout)
+
+
+def _hook(d: Mapping[str, Any], key: str) -> LifecycleHook | None:
+    h = _map(_map(d, "lifecycle"), key)
+    if not h:
+        return None
+    if "exec" in h:
+        return LifecycleHook("exec", command=tuple(str(c) for c in _list(_map(h, "exec"), "command")))
+    if "httpGet" in h:
+        get = _map(h, "httpGet")
+        return LifecycleHook("httpGet", port=_int_or_str(get.get("port")), path=_str(get, "path", "/"))
+    if "tcpSocket" in h:
+        return LifecycleHook("tcpSocket", port=_int_or_str(_map(h, "tcpSocket").get("port")))
+    if "sleep" in h:
+        return LifecycleHook("sleep", seconds=_int(_map(h, "sleep"), "seconds"))
+    return LifecycleHook("none")
 
 
 def _env_refs(c: Mapping[str, Any]) -> tuple[EnvRef, ...]:
@@ -371,6 +389,9 @@ def _container(c: Mapping[str, Any]) -> Container:
         ),
         readiness_probe=_probe(c, "readinessProbe"),
         liveness_probe=_probe(c, "livenessProbe"),
+        startup_probe=_probe(c, "startupProbe"),
+        post_start=_hook(c, "postStart"),
+        pre_stop=_hook(c, "preStop"),
         security_context=_security_context(c),
         limits=_str_map(resources, "limits"),
         requests=_str_map(resources, "requests"),
@@ -392,8 +413,21 @@ def _volume(v: Mapping[str, Any]) -> Volume:
     if "secret" in v:
         s = _map(v, "secret")
         return Volume(name, "secret", secret=_str(s, "secretName"), optional=bool(_bool(s, "optional")))
-    kind: VolumeKind = "emptyDir" if "emptyDir" in v else "projected" if "projected" in v else "other"
-    return Volume(name, kind)
+    if "projected" in v:
+        sources: list[VolumeSource] = []
+        for src in _list(_map(v, "projected"), "sources"):
+            if not isinstance(src, Mapping):
+                continue
+            if "configMap" in src:
+                ref = _map(src, "configMap")
+                sources.append(VolumeSource("ConfigMap", _str(ref, "name"), bool(_bool(ref, "optional"))))
+            if "secret" in src:
+                ref = _map(src, "secret")
+                sources.append(VolumeSource("Secret", _str(ref, "name"), bool(_bool(ref, "optional"))))
+        return Volume(name, "projected", sources=tuple(sources))
+    if "csi" in v:
+        return Volume(name, "csi", driver=_str(_map(v, "csi"), "driver"))
+    return Volume(name, "emptyDir" if "emptyDir" in v else "other")
 
 
 def parse_pod_spec(spec: Mapping[str, Any]) -> PodSpec:

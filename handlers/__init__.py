@@ -24,6 +24,7 @@ from handlers import (
     service_no_endpoints,
     service_selector_mismatch,
     volume_permission,
+    volume_source_missing,
 )
 
 # Most specific first; bot.diagnose runs them all and de-duplicates afterwards.
@@ -32,6 +33,7 @@ HANDLERS: tuple[ModuleType, ...] = (
     loki_frontend_worker,
     oom_killed,
     container_config_error,
+    volume_source_missing,
     image_pull_failure,
     pvc_pending,
     pod_unschedulable,
@@ -52,6 +54,7 @@ POD_CAUSE_CODES = frozenset(
         loki_frontend_worker.CODE,
         oom_killed.CODE,
         container_config_error.CODE,
+        volume_source_missing.CODE,
         image_pull_failure.CODE,
         pvc_pending.CODE,
         pod_unschedulable.CODE,
