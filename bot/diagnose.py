@@ -92,8 +92,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
         if f.code in GENERIC_CODES and _pods_of(f) and _pods_of(f) <= explained:
             continue
         kept.append(f)
-    # crash-loop and readiness on the same pod: the crash explains the readiness.
-    crashing = {p for f in kept if f.code == "crash-loop" for p in _pods_of(f)}
+    # crash-loop (or liveness restarts) and readiness on the same pod: the restarts explain the readiness.
+    crashing = {p for f in kept if f.code in ("crash-loop", "liveness-probe-failing") for p in _pods_of(f)}
     return [f for f in kept if not (f.code == "readiness-probe-failing" and _pods_of(f) <= crashing)]
 
 

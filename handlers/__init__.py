@@ -15,6 +15,7 @@ from handlers import (
     container_config_error,
     crash_loop,
     image_pull_failure,
+    liveness_probe_failing,
     loki_frontend_worker,
     node_not_ready,
     oom_killed,
@@ -40,6 +41,7 @@ HANDLERS: tuple[ModuleType, ...] = (
     node_not_ready,
     service_selector_mismatch,
     service_no_endpoints,
+    liveness_probe_failing,
     readiness_probe,
     crash_loop,
 )
@@ -63,7 +65,7 @@ POD_CAUSE_CODES = frozenset(
 
 # Codes whose findings describe trouble on the pods they list, so they can explain a Service without
 # ready endpoints. A selector mismatch lists pods only as the ones that look intended: never a cause.
-POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE}
+POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE, liveness_probe_failing.CODE}
 
 
 class HandlerRegistryError(Exception):

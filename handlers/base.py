@@ -17,7 +17,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from bot.evidence import Container, ContainerState, ContainerStatus, Evidence, Pod, Workload, thaw
+from bot.evidence import Container, ContainerState, ContainerStatus, Event, Evidence, Pod, Workload, thaw
 from bot.model import Finding, ObjectRef
 
 
@@ -119,6 +119,20 @@ def failing_logs(
     if state.message and state.state == "terminated":
         lines += state.message.splitlines()
     return tuple(lines)
+
+
+_FIELD_PATH_CONTAINER = re.compile(r"^spec\.(?:initContainers|containers|ephemeralContainers)\{([^}]+)\}$")
+
+
+def event_container(event: Event) -> str:
+    """The container an event is about (its `involvedObject.fieldPath`, `spec.containers{name}`), or ""."""
+    for key in ("involvedObject", "regarding"):
+        involved = event.raw.get(key)
+        if isinstance(involved, Mapping):
+            match = _FIELD_PATH_CONTAINER.match(str(involved.get("fieldPath") or ""))
+            if match:
+                return match.group(1)
+    return ""
 
 
 def describe_status(status: ContainerStatus) -> str:
@@ -367,6 +381,30 @@ def describe_exit(state: ContainerState | None) -> str:
 # ---------------------------------------------------------------------------------------------
 # owners
 # ---------------------------------------------------------------------------------------------
+
+
+def owner_key(evidence: Evidence, pod: Pod) -> ObjectRef:
+    """What to group a pod's finding under: its top-level workload, or the pod itself."""
+    owner = evidence.owning_workload(pod)
+    return owner.ref if owner is not None else pod.ref
+
+
+def pods_phrase(evidence: Evidence, pods: Sequence[Pod]) -> str:
+    """`2/3 pods of deployment/api`, `pod web-0 of statefulset/web`, `pod debug` — for summaries."""
+    if not pods:
+        return "no pods"
+    owner = evidence.owning_workload(pods[0])
+    if owner is None:
+        return f"pod {pods[0].name}" if len(pods) == 1 else f"{len(pods)} pods"
+    of = f"{owner.kind.lower()}/{owner.meta.name}"
+    siblings = sum(
+        1
+        for p in evidence.pods_in(pods[0].namespace)
+        if not p.meta.deleting and owner_key(evidence, p) == owner.ref
+    )
+    if len(pods) == 1 and siblings <= 1:
+        return f"pod {pods[0].name} of {of}"
+    return f"{len(pods)}/{max(siblings, len(pods))} pods of {of}"
 
 
 def patchable_owner(evidence: Evidence, pod: Pod) -> Workload | None:

@@ -4,6 +4,9 @@ log that names the error (`quote_error`: the exception of a traceback, a `panic:
 message), with the exit code and reason; without one, the termination message or the last lines.
 No automatic plan.
 
+`caused_by` liveness-probe-failing when the kubelet restarts it for failing its liveness or startup
+probe.
+
 Not a finding: restarts long ago on a container that has been Ready since (already recovered).
 """
 
@@ -22,6 +25,8 @@ from handlers.base import (
     quote_error,
     refs,
 )
+from handlers.liveness_probe_failing import CODE as LIVENESS_CODE
+from handlers.liveness_probe_failing import restarted_by_probe
 
 CODE = "crash-loop"
 ALERTS = ("KubePodCrashLooping", "KubePodNotReady", "KubeContainerWaiting")
@@ -69,6 +74,10 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
                     ),
                     objects=refs(pod.ref, owner.ref if owner else None),
                     evidence=tuple(lines),
+                    # The kubelet kills it for failing its liveness probe: that finding is the cause.
+                    caused_by=(LIVENESS_CODE,)
+                    if not status.init and restarted_by_probe(evidence, pod, container, status, settings)
+                    else (),
                 )
             )
     return findings

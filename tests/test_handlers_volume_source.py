@@ -141,8 +141,9 @@ def test_missing_key_and_unregistered_csi_driver() -> None:
         event(
             ("Pod", "analytics", "reports-7c9-abcde"),
             "FailedMount",
-            'MountVolume.SetUp failed for volume "vault" : kubernetes.io/csi: mounter.SetUpAt failed to get CSI '
-            "client: driver name secrets-store.csi.k8s.io not found in the list of registered CSI drivers",
+            'MountVolume.SetUp failed for volume "vault" : kubernetes.io/csi: mounter.SetUpAt failed to '
+            "get CSI client: driver name secrets-store.csi.k8s.io not found in the list of registered "
+            "CSI drivers",
         ),
     ]
     findings = {f.objects[0]: f for f in volume_source_missing.diagnose(make_evidence(objects), Settings())}
