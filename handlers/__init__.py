@@ -47,7 +47,8 @@ HANDLERS: tuple[ModuleType, ...] = (
 )
 
 # Codes that only describe a symptom: dropped for a pod a more specific finding already explains.
-GENERIC_CODES = frozenset({crash_loop.CODE, readiness_probe.CODE})
+# A liveness probe failing is often the symptom too (an app whose config is wrong answers 503).
+GENERIC_CODES = frozenset({crash_loop.CODE, readiness_probe.CODE, liveness_probe_failing.CODE})
 # Codes whose findings name the root cause of their pods' trouble (the "more specific" ones). Service
 # and node findings list pods too, but as the affected, not as explained.
 POD_CAUSE_CODES = frozenset(
@@ -65,7 +66,7 @@ POD_CAUSE_CODES = frozenset(
 
 # Codes whose findings describe trouble on the pods they list, so they can explain a Service without
 # ready endpoints. A selector mismatch lists pods only as the ones that look intended: never a cause.
-POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE, liveness_probe_failing.CODE}
+POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE}
 
 
 class HandlerRegistryError(Exception):
