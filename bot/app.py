@@ -29,6 +29,7 @@ from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
 from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
 from bot.store import Store, StoreError
+from bot.wiring.leader import leader_ctx
 from bot.wiring.schedule import scheduler_ctx
 from bot.wiring.slack import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
 from bot.workers import IncidentWorkers, Processor, RetryPolicy
@@ -91,6 +92,7 @@ def create_app(
             _store_ctx,
             cluster_ctx,  # pipeline: the Kubernetes client (readiness: API server answers)
             hosts_ctx,  # pipeline: SSH hosts for host-command steps
+            leader_ctx,  # leader: Lease election with ha.enabled (the scheduler asks who leads)
             slack_ctx,  # slack: Slack client, outbox worker, Socket Mode (needs the store)
             scheduler_ctx,  # schedule: health summaries on cron (needs the store; posts via the outbox)
             _workers_ctx,  # keep last: uses every resource above
@@ -263,7 +265,14 @@ async def handle_readyz(request: web.Request) -> web.Response:
     results = await asyncio.gather(*(_run_probe(probe) for _, probe in probes))
     checks = {name: (reason or "ok") for (name, _), reason in zip(probes, results, strict=True)}
     ready = bool(probes) and all(reason is None for reason in results)
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    elector = request.app.get(keys.LEADER)
+    if elector is not None:  # ha.enabled: a follower is ready too (it serves webhooks and Slack)
+        status = elector.status()
+        body["role"] = "leader" if status.is_leader else "follower"
+        body["leader"] = status.holder
+        body["identity"] = status.identity
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def _run_probe(probe: keys.ReadinessProbe) -> str | None:

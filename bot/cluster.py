@@ -266,6 +266,7 @@ class Cluster:
         self.autoscaling = kubernetes.client.AutoscalingV2Api(api_client)
         self.policy = kubernetes.client.PolicyV1Api(api_client)
         self.version_api = kubernetes.client.VersionApi(api_client)
+        self.coordination = kubernetes.client.CoordinationV1Api(api_client)
         self._limit = asyncio.Semaphore(max(1, self.options.api_concurrency))
 
     # -- construction -------------------------------------------------------------------------
@@ -613,3 +614,143 @@ class Cluster:
             return int(response.status), raw.decode("utf-8", errors="replace")
 
         return await self._run(call)
+
+    # -- coordination.k8s.io/v1 Leases (leader election, bot/leader.py) -----------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        """The Lease, or None when it does not exist yet."""
+        try:
+            data = await self._json_lease(self.coordination.read_namespaced_lease, name, namespace)
+        except ClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return LeaseRecord.from_json(data)
+
+    async def create_lease(self, namespace: str, name: str, spec: LeaseSpec) -> LeaseRecord:
+        """Create the Lease; `LeaseConflict` when another replica created it first (409 AlreadyExists)."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec.to_json(),
+        }
+        data = await self._json_lease(self.coordination.create_namespaced_lease, namespace, body)
+        return LeaseRecord.from_json(data)
+
+    async def update_lease(self, current: LeaseRecord, spec: LeaseSpec) -> LeaseRecord:
+        """Replace the Lease's spec if it is still at `current.resource_version` (compare-and-swap);
+        `LeaseConflict` when someone wrote it in between (409)."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": current.name,
+                "namespace": current.namespace,
+                "resourceVersion": current.resource_version,
+            },
+            "spec": spec.to_json(),
+        }
+        data = await self._json_lease(
+            self.coordination.replace_namespaced_lease, current.name, current.namespace, body
+        )
+        return LeaseRecord.from_json(data)
+
+    async def _json_lease(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        # Not behind the collection's semaphore: a renewal must not queue behind 50 log reads.
+        timeout = min(self.options.request_timeout_seconds, LEASE_REQUEST_TIMEOUT_SECONDS)
+
+        def call() -> bytes:
+            response = fn(*args, _preload_content=False, _request_timeout=(timeout, timeout))
+            return bytes(response.data)
+
+        try:
+            raw = await asyncio.to_thread(call)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise LeaseConflict(_reason(exc)) from None
+            status = exc.status or None
+            temporary = status is None or status >= 500 or status == 429
+            raise ClusterError(_reason(exc), status=status, temporary=temporary) from None
+        except Exception as exc:  # urllib3 timeouts, connection refused
+            raise ClusterError(f"{type(exc).__name__}: {exc}"[:300], temporary=True) from None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ClusterError(f"unreadable API response: {exc}", temporary=True) from None
+        if not isinstance(data, dict):
+            raise ClusterError("unreadable API response: not an object", temporary=True)
+        return data
+
+
+LEASE_REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+class LeaseConflict(ClusterError):
+    """The Lease changed since it was read (409 Conflict) or already exists (409 AlreadyExists)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409, temporary=True)
+
+
+def _micro_time(value: datetime | None) -> str | None:
+    # metav1.MicroTime: RFC 3339 with microseconds, UTC.
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_micro_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class LeaseSpec:
+    holder: str | None
+    duration_seconds: int
+    acquire_time: datetime | None
+    renew_time: datetime | None
+    transitions: int
+
+    def to_json(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "leaseDurationSeconds": self.duration_seconds,
+            "leaseTransitions": self.transitions,
+        }
+        if self.holder:
+            spec["holderIdentity"] = self.holder
+        if self.acquire_time is not None:
+            spec["acquireTime"] = _micro_time(self.acquire_time)
+        if self.renew_time is not None:
+            spec["renewTime"] = _micro_time(self.renew_time)
+        return spec
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    namespace: str
+    name: str
+    resource_version: str
+    spec: LeaseSpec
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LeaseRecord:
+        meta = data.get("metadata") or {}
+        spec = data.get("spec") or {}
+        duration = spec.get("leaseDurationSeconds")
+        transitions = spec.get("leaseTransitions")
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            spec=LeaseSpec(
+                holder=str(spec["holderIdentity"]) if spec.get("holderIdentity") else None,
+                duration_seconds=duration if isinstance(duration, int) and duration > 0 else 0,
+                acquire_time=_parse_micro_time(spec.get("acquireTime")),
+                renew_time=_parse_micro_time(spec.get("renewTime")),
+                transitions=transitions if isinstance(transitions, int) and transitions >= 0 else 0,
+            ),
+        )

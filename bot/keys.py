@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bot.config import Config
     from bot.hosts import Hosts
     from bot.incidents import WebhookCommitter
+    from bot.leader import LeaderElector
     from bot.metrics import IntakeMetrics, MetricsRegistry
     from bot.schedule import SummaryScheduler
     from bot.slack.service import SlackService
@@ -40,3 +41,4 @@ CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 CLUSTER_ERROR: web.AppKey[str] = web.AppKey("cluster_error")  # why there is no CLUSTER
 HOSTS: web.AppKey[Hosts] = web.AppKey("hosts")
 SCHEDULER: web.AppKey[SummaryScheduler] = web.AppKey("summary_scheduler")
+LEADER: web.AppKey[LeaderElector] = web.AppKey("leader")  # only with ha.enabled

@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,7 +49,7 @@ LOCK_TTL_SECONDS = 600.0
 # A scheduled job may start a little late (a busy loop); it still counts as on time within this.
 ON_TIME_WINDOW_SECONDS = 120.0
 
-RunOutcome = Literal["posted", "already-posted", "locked", "not-due", "no-channel"]
+RunOutcome = Literal["posted", "already-posted", "locked", "not-due", "no-channel", "not-leader"]
 
 
 class ScheduleConfigError(ValueError):
@@ -201,6 +201,7 @@ class SummaryScheduler:
         schedules: Sequence[ScheduleConfig],
         *,
         owner: str | None = None,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         problems = schedule_problems(schedules)
         if problems:
@@ -208,6 +209,9 @@ class SummaryScheduler:
         self.deps = deps
         self.schedules = {s.name: s for s in schedules}
         self.owner = owner or default_owner()
+        # With several replicas only the leader (bot/leader.py) runs schedules; the store's per-fire-time
+        # lock and last_run record still make a run exact if two ever believe they lead.
+        self._is_leader = is_leader
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: set[asyncio.Task[RunResult | None]] = set()
         self.results: list[RunResult] = []  # the latest runs, newest last (bounded)
@@ -233,6 +237,11 @@ class SummaryScheduler:
         if catch_up:
             for schedule in self.schedules.values():
                 self._spawn(schedule, now=now, window=schedule.missed_grace_seconds, why="missed while down")
+
+    def spawn_catch_up(self) -> None:
+        """What start() does for missed runs, in the background (a replica that just became leader)."""
+        for schedule in self.schedules.values():
+            self._spawn(schedule, now=None, window=schedule.missed_grace_seconds, why="missed before leading")
 
     async def catch_up(self, *, now: float | None = None) -> list[RunResult]:
         """Run each schedule's missed fire time within its grace (what start() does), and wait."""
@@ -263,6 +272,10 @@ class SummaryScheduler:
     async def _run(
         self, schedule: ScheduleConfig, *, now: float | None, window: float, why: str
     ) -> RunResult | None:
+        if self._is_leader is not None and not self._is_leader():
+            skipped = RunResult(schedule.name, "not-leader")
+            self.results = [*self.results[-49:], skipped]
+            return skipped
         try:
             result = await run_schedule(
                 self.deps,
@@ -277,7 +290,7 @@ class SummaryScheduler:
             # One failed run (store down) must not end the schedule; the next fire time tries again.
             _log.exception("health summary %s (%s) failed", schedule.name, why)
             return None
-        if result.outcome != "not-due":
+        if result.outcome not in ("not-due", "not-leader"):
             _log.info("health summary %s (%s): %s", schedule.name, why, result.outcome)
         self.results = [*self.results[-49:], result]
         return result

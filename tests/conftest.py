@@ -12,4 +12,5 @@ pytest_plugins: list[str] = [
     "tests.support.slack",
     "tests.support.deploy",
     "tests.support.postgres",
+    "tests.support.leases",
 ]

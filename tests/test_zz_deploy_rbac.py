@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bot.cluster import Cluster
 from bot.config import Config, parse_config
 from bot.diagnose import diagnose
 from bot.evidence import Scope
+from bot.leader import LeaderElector
 from bot.model import StepEvent
 from bot.remediate import dry_run, execute, rollback
 from bot.store import Store
@@ -43,10 +45,14 @@ from tests.support.deploy import (
 from tests.support.kube import ApiCall as RecordedCall
 from tests.support.kube import ApiCallCollector, KubeHarness
 from tests.support.kube_writes import SEED_BUNDLE, Kubelet, install_write_semantics, live_object
+from tests.support.leases import install_leases
 
 pytestmark = pytest.mark.integration
 
 NAMESPACE = "monitoring"
+# pitcrew's own namespace and config.yaml's ha.lease_name, as deploy/components/leader-election grants.
+LEASE_NAMESPACE, LEASE_NAME = "pitcrew", "pitcrew-leader"
+LEADER_ELECTION = Path(__file__).resolve().parents[1] / "deploy" / "components" / "leader-election"
 
 
 def _crash_loop(pod: dict[str, Any], container: str, image: str) -> dict[str, Any]:
@@ -138,6 +144,7 @@ async def loop_calls(kube: KubeHarness, tmp_path: Path, kube_client_calls: Clien
     DaemonSet; the calls it made, with the client's User-Agent (the harness also adds them to the session
     collectors)."""
     semantics = install_write_semantics(kube)
+    install_leases(kube)
     kube.seed_bundle(SEED_BUNDLE)
     (grafana,) = [p for p in _pods(kube) if p["metadata"]["name"].startswith("grafana-")]
     grafana_image = grafana["spec"]["containers"][0]["image"]
@@ -164,9 +171,30 @@ async def loop_calls(kube: KubeHarness, tmp_path: Path, kube_client_calls: Clien
                 if pod["metadata"].get("ownerReferences", [{}])[0].get("kind") == "StatefulSet":
                     kubelet.watch(NAMESPACE, pod["metadata"]["name"])
             await _run_loop(cluster, store, config)
+            await _run_election(cluster)
     finally:
         await store.close()
     return kube_client_calls.calls[first:]
+
+
+async def _run_election(cluster: Cluster) -> None:
+    """ha.enabled's calls: the first replica creates the Lease, renews it and releases it; the second
+    reads it and takes it over."""
+    a, b = (
+        LeaderElector(
+            cluster,
+            namespace=LEASE_NAMESPACE,
+            name=LEASE_NAME,
+            identity=identity,
+            lease_duration_seconds=15,
+            renew_interval_seconds=5,
+        )
+        for identity in ("pod-a", "pod-b")
+    )
+    assert await a.try_acquire_or_renew() and await a.try_acquire_or_renew()
+    assert not await b.try_acquire_or_renew()
+    assert await a.release()
+    assert await b.try_acquire_or_renew()
 
 
 def _pods(kube: KubeHarness) -> list[dict[str, Any]]:
@@ -248,7 +276,9 @@ def test_every_call_is_granted_and_every_grant_is_used(
     pitcrew_agents = {c.user_agent for c in loop_calls}
     assert len(pitcrew_agents) == 1, pitcrew_agents
     recorded = [c.call for c in kube_client_calls.calls if c.user_agent in pitcrew_agents]
-    calls = {c for c in map(_as_rbac, recorded) if c is not None}
+    # Lease calls are made only with ha.enabled, and granted only by deploy/components/leader-election
+    # (test below): the base grants exactly the rest.
+    calls = {c for c in map(_as_rbac, recorded) if c is not None and c.group != "coordination.k8s.io"}
     objects = render()
     bound = bound_rules(objects, "pitcrew", "pitcrew")
     monitored = sorted({o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"})
@@ -264,3 +294,67 @@ def test_every_call_is_granted_and_every_grant_is_used(
             if any(r.split("/")[0] == "secrets" for r in rule.get("resources", [])):
                 assert rule.get("resources") == ["secrets"] and rule.get("verbs") == ["list"], rule
     assert any(c.resource == "secrets" for c in calls), "diagnosis lists Secret names"
+
+
+def _render_with_leader_election(tmp_path: Path) -> list[dict[str, Any]]:
+    # An overlay of the base plus the component, as deploy/README tells HA users to write one.
+    # kustomize wants relative paths.
+    rel = os.path.relpath(LEADER_ELECTION.parents[1], tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{rel}]\ncomponents: [{rel}/components/leader-election]\n"
+    )
+    return render(tmp_path)
+
+
+def _lease_rule_grants(rule: dict[str, Any], call: RecordedCall) -> bool:
+    names = rule.get("resourceNames") or []
+    return (
+        call.verb in rule.get("verbs", [])
+        and "coordination.k8s.io" in rule.get("apiGroups", [])
+        and "leases" in rule.get("resources", [])
+        and (not names or call.name in names)
+    )
+
+
+def test_leader_election_rbac_is_exact(
+    loop_calls: list[ClientCall], kube_client_calls: ClientCallLog, tmp_path: Path
+) -> None:
+    """Every Lease call pitcrew made is granted in pitcrew's own namespace only, get/update on its
+    Lease's name only; create (which RBAC cannot restrict by name) namespace-wide there; nothing else."""
+    pitcrew_agents = {c.user_agent for c in loop_calls}
+    lease_calls = [
+        c.call
+        for c in kube_client_calls.calls
+        if c.user_agent in pitcrew_agents and c.call.group == "coordination.k8s.io"
+    ]
+    assert {c.verb for c in lease_calls} == {"get", "create", "update"}
+    objects = _render_with_leader_election(tmp_path)
+    base = render()
+    added = [o for o in objects if o not in base]
+    assert sorted((o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in added) == [
+        ("Role", LEASE_NAMESPACE, "pitcrew-leader-election"),
+        ("RoleBinding", LEASE_NAMESPACE, "pitcrew-leader-election"),
+    ]
+    bound = [
+        b
+        for b in bound_rules(objects, "pitcrew", "pitcrew")
+        if b not in bound_rules(base, "pitcrew", "pitcrew")
+    ]
+    assert [b.namespace for b in bound] == [LEASE_NAMESPACE]  # a Role in pitcrew's namespace, no ClusterRole
+    rules = [dict(r) for r in bound[0].rules]
+    for call in lease_calls:
+        assert call.namespace == LEASE_NAMESPACE, call
+        assert any(_lease_rule_grants(r, call) for r in rules), f"not granted: {call}"
+    # Every grant is used: each verb, and each name a rule is limited to.
+    for rule in rules:
+        for verb in rule["verbs"]:
+            names = rule.get("resourceNames") or [""]
+            for name in names:
+                assert any(c.verb == verb and (not name or c.name == name) for c in lease_calls), (verb, name)
+    restricted = [r for r in rules if r.get("resourceNames")]
+    assert [(sorted(r["verbs"]), r["resourceNames"]) for r in restricted] == [
+        (["get", "update"], [LEASE_NAME])
+    ]
+    unrestricted = [r for r in rules if not r.get("resourceNames")]
+    assert [r["verbs"] for r in unrestricted] == [["create"]]

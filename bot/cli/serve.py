@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.app import InsecureWebhookConfig, create_app
 from bot.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, load_config_file
 from bot.config import Config
+from bot.leader import LeaderElectionUnavailable
 from bot.logging import configure_logging, secrets_in
 from bot.store import StoreError
 
@@ -43,7 +44,7 @@ async def serve(app: web.Application, config: Config) -> int:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=server.shutdown_timeout_seconds)
     try:
         await runner.setup()  # runs every cleanup context's start-up half
-    except StoreError as exc:  # says what is wrong (path, schema); a traceback would only bury it
+    except (StoreError, LeaderElectionUnavailable) as exc:  # says what is wrong; a traceback would bury it
         _log.error("start-up failed: %s", exc)
         await runner.cleanup()
         return EXIT_FAILED

@@ -40,7 +40,12 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         _log.warning("schedules configured but slack is disabled: no health summaries will be posted")
         yield
         return
-    scheduler = SummaryScheduler(deps_from_app(app), config.schedules)
+    elector = app.get(keys.LEADER)  # ha.enabled: only the leader runs schedules
+    scheduler = SummaryScheduler(
+        deps_from_app(app),
+        config.schedules,
+        is_leader=None if elector is None else (lambda: elector.is_leader),
+    )
     app[keys.SCHEDULER] = scheduler
     await scheduler.start()
     _log.info("health summaries scheduled: %s", ", ".join(config_line(s) for s in config.schedules))
