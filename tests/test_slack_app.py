@@ -162,7 +162,12 @@ async def test_incident_posted_once_then_updated_in_place(env: Env) -> None:
     channel, ts = await env.posted(incident_id)
     first = env.api.ok_calls("chat.postMessage")[0]
     assert channel == "C-ALERTS" and first.thread_ts is None
-    assert B.ACTION_APPROVE in first.action_ids() and "prometheus-storage-permission" in first.text
+    assert B.ACTION_APPROVE in first.action_ids()
+    assert "*Root cause:* `pod/prometheus-0 -n monitoring`" in first.text
+    # The details (evidence, plan, commands, diff) are one thread reply, posted with the message.
+    await env.api.wait_for(lambda a: bool(thread(a, ts)), what="details reply")
+    (details,) = thread(env.api, ts)
+    assert "prometheus-storage-permission" in details.text and "permission denied" in details.text
 
     # Re-notification of the same group: the same message is updated, never a second post.
     await env.service.post_incident(incident_id)
@@ -217,10 +222,12 @@ async def test_signed_approve_runs_the_plan_with_ordered_thread_and_rollback(env
     assert positions == sorted(positions), replies
     assert any("backup `b-1`" in t for t in replies)
     await env.api.wait_for(
-        lambda a: "Fixed and validated" in parent_updates(a, ts)[-1].text, what="parent final"
+        lambda a: "Fixed by <@UALICE> in " in parent_updates(a, ts)[-1].text, what="parent final"
     )
     final_parent = parent_updates(env.api, ts)[-1]
-    assert "Approved by <@UALICE>" in final_parent.text and B.ACTION_ROLLBACK in final_parent.action_ids()
+    assert "✅ FIXED · KubePodCrashLooping" in final_parent.text
+    assert B.ACTION_ROLLBACK in final_parent.action_ids()
+    assert B.ACTION_APPROVE not in final_parent.action_ids()
     assert env.executor.started == [1]
     decisions = await env.store.list_decisions(incident_id)
     assert [(d.user_id, d.decision) for d in decisions] == [("UALICE", "approve")]
@@ -344,7 +351,8 @@ async def test_group_membership_authorises(env: Env) -> None:
     # Membership is cached briefly: a second click does not ask Slack again.
     assert await env.click(B.ACTION_DETAILS, str(incident_id), user="UCAROL") == 200
     assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UCAROL") == 200
-    await env.api.wait_for(lambda a: len(a.responses) >= 3, what="answers")
+    await env.api.wait_for(lambda a: len(a.responses) >= 2, what="answers")
+    assert env.api.ok_calls("views.open")  # Details opened its modal
     assert any("nothing to approve now" in r["text"] for r in env.api.responses)
     assert len(env.api.ok_calls("usergroups.users.list")) == 1
 
@@ -362,7 +370,7 @@ async def test_critical_plan_needs_two_distinct_approvers(slack_api: SlackApiSer
         assert env.executor.started == []
         assert all("needs 2 distinct approvers" in r["text"] for r in env.api.responses)
         await env.api.wait_for(
-            lambda a: any("(1 so far)" in c.text for c in parent_updates(a, parent_ts)),
+            lambda a: any("(1 so far: <@UALICE>)" in c.text for c in parent_updates(a, parent_ts)),
             what="waiting for second",
         )
         assert await env.click(B.ACTION_APPROVE, str(incident_id), user="UBOB") == 200
@@ -444,11 +452,17 @@ async def test_reject_opens_a_modal_and_submission_records_who_and_why(env: Env)
     assert env.executor.started == []
 
 
-async def test_details_answers_ephemerally(env: Env) -> None:
+async def test_details_opens_a_modal_with_the_clicks_trigger_id(env: Env) -> None:
     incident_id = await seed_incident(env.store)
     assert await env.click(B.ACTION_DETAILS, str(incident_id)) == 200
-    await env.api.wait_for(lambda a: bool(a.responses), what="details")
-    assert "permission denied" in json.dumps(env.api.responses[0]["blocks"])
+    await env.api.wait_for(lambda a: bool(a.ok_calls("views.open")), what="details modal")
+    (call,) = env.api.ok_calls("views.open")
+    assert call.args["trigger_id"] == f"trigger-{B.ACTION_DETAILS}-UALICE"
+    view = json.dumps(call.args["view"], ensure_ascii=False)
+    assert "permission denied" in view and "kubectl delete pod/prometheus-0 -n monitoring" in view
+    assert "runAsUser: 65534" in view
+    # The Silence link button's click is acknowledged (Slack shows an error otherwise).
+    assert await env.click(B.ACTION_SILENCE, str(incident_id)) == 200
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,13 +666,14 @@ async def test_truncated_diff_is_posted_whole_in_the_thread_once(env: Env) -> No
     incident_id = await seed_incident(env.store, dry_run_diff=diff)
     await env.service.post_incident(incident_id)
     _, ts = await env.posted(incident_id)
-    await env.api.wait_for(lambda a: any("Dry-run diff" in c.text for c in thread(a, ts)), what="full diff")
+    await env.api.wait_for(
+        lambda a: any(c.args["text"] == "Dry-run diff" for c in thread(a, ts)), what="full diff"
+    )
     await env.service.post_incident(incident_id)  # a re-post does not repeat it
     await env.api.wait_for(lambda a: bool(parent_updates(a, ts)), what="update")
-    parts = [c for c in thread(env.api, ts) if "Dry-run diff" in c.text]
-    assert len(parts) == 1
-    assert "line 0: value-0" in parts[0].text and "line 399: value-399" in parts[0].text
-    assert "truncated; the full diff is in the thread" in env.api.ok_calls("chat.postMessage")[0].text
+    details, whole = thread(env.api, ts)
+    assert "truncated; the whole diff follows in the thread" in details.text
+    assert "line 0: value-0" in whole.text and "line 399: value-399" in whole.text
 
 
 async def test_unauthorised_reject_changes_nothing(env: Env) -> None:

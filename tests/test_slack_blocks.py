@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
 from bot.model import Finding, IncidentStatus, ObjectRef, Plan, RestartPodStep, Severity, StepEvent, WorkState
 from bot.slack import blocks as B
+from bot.slack import details as D
 from bot.slack import limits
 from tests.support.slack import sample_findings, sample_incident
 
 NOW = 1_700_000_000.0
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _view(**kwargs: object) -> B.IncidentView:
@@ -114,6 +117,9 @@ def test_limit_checker_catches_each_violation() -> None:
     )
 
 
+S = B.ACTION_SILENCE
+
+
 @pytest.mark.parametrize(
     ("work_state", "status", "with_plan", "expired", "expected"),
     [
@@ -122,15 +128,15 @@ def test_limit_checker_catches_each_violation() -> None:
             IncidentStatus.FIRING,
             True,
             False,
-            [B.ACTION_APPROVE, B.ACTION_REJECT, B.ACTION_DETAILS],
+            [B.ACTION_APPROVE, B.ACTION_REJECT, B.ACTION_DETAILS, S],
         ),
-        (WorkState.DIAGNOSED, IncidentStatus.FIRING, False, False, [B.ACTION_DETAILS]),
-        (WorkState.DIAGNOSED, IncidentStatus.FIRING, True, True, [B.ACTION_REJECT, B.ACTION_DETAILS]),
+        (WorkState.DIAGNOSED, IncidentStatus.FIRING, False, False, [B.ACTION_DETAILS, S]),
+        (WorkState.DIAGNOSED, IncidentStatus.FIRING, True, True, [B.ACTION_REJECT, B.ACTION_DETAILS, S]),
         (WorkState.DIAGNOSED, IncidentStatus.RESOLVED, True, False, [B.ACTION_DETAILS]),
-        (WorkState.EXECUTING, IncidentStatus.FIRING, True, False, [B.ACTION_DETAILS]),
-        (WorkState.SUCCEEDED, IncidentStatus.FIRING, True, False, [B.ACTION_DETAILS, B.ACTION_ROLLBACK]),
-        (WorkState.FAILED, IncidentStatus.FIRING, True, False, [B.ACTION_DETAILS, B.ACTION_ROLLBACK]),
-        (WorkState.REJECTED, IncidentStatus.FIRING, True, False, [B.ACTION_DETAILS]),
+        (WorkState.EXECUTING, IncidentStatus.FIRING, True, False, [B.ACTION_DETAILS, S]),
+        (WorkState.SUCCEEDED, IncidentStatus.FIRING, True, False, [B.ACTION_ROLLBACK, B.ACTION_DETAILS, S]),
+        (WorkState.FAILED, IncidentStatus.FIRING, True, False, [B.ACTION_ROLLBACK, B.ACTION_DETAILS, S]),
+        (WorkState.REJECTED, IncidentStatus.FIRING, True, False, [B.ACTION_DETAILS, S]),
     ],
 )
 def test_buttons_follow_state(
@@ -169,9 +175,11 @@ def test_a_symptom_points_at_its_causes_instead_of_asking_for_a_manual_fix() -> 
         caused_by=("volume-permission-denied",),
     )
     lone = dataclasses.replace(symptom, code="service-selector-mismatch", caused_by=())
-    text = json.dumps(B.render_incident(_view(findings=(symptom, lone))).to_json())
-    assert "it clears once `volume-permission-denied` is fixed" in text
-    assert text.count("needs a manual fix") == 1  # only the finding without causes
+    text = json.dumps(B.render_incident(_view(findings=(symptom,))).to_json())
+    assert "*No automatic fix:* it clears once its causes are fixed" in text
+    text = json.dumps(B.render_incident(_view(findings=(lone, symptom))).to_json(), ensure_ascii=False)
+    assert "*No automatic fix:* this needs a manual change" in text
+    assert "↳ caused by volume-permission-denied: `service/prometheus -n monitoring`" in text
 
 
 def test_approve_button_is_primary_with_confirm_and_carries_the_incident_id() -> None:
@@ -191,23 +199,166 @@ def test_approve_button_is_primary_with_confirm_and_carries_the_incident_id() ->
 def test_incident_message_content() -> None:
     message = B.render_incident(_view(approvals=(B.Approval("UALICE", "alice", NOW),)))
     text = json.dumps(message.to_json(), ensure_ascii=False)
-    assert "KubePodCrashLooping · critical · monitoring · FIRING" in text
-    assert "prometheus-storage-permission" in text
-    assert "1. set securityContext" in text and "2. restart pod prometheus-0" in text
-    assert "permission denied" in text
+    assert message.blocks[0]["text"]["text"] == "🔥 FIRING · KubePodCrashLooping · critical · monitoring"
+    # The root cause names the object the alert is about, kubectl style.
+    assert "*Root cause:* `pod/prometheus-0 -n monitoring`: Prometheus cannot open its TSDB lock" in text
+    assert "> *prometheus-0 is crash looping*" in text
+    assert "*Fix:* set securityContext runAsUser/fsGroup 65534 on StatefulSet prometheus (+2 steps)" in text
+    assert "↳ caused by this: `service/prometheus -n monitoring`: Service prometheus has no ready" in text
     assert "/#/silences/new?filter=" in text and "alertmanager.example:9093" in text
-    assert "<@UALICE> at 2023-11-14 22:13:20 UTC" in text
-    assert "runAsUser: 65534" in text
+    # Evidence and the diff are in the Details reply, not on the one-screen message.
+    assert "permission denied" not in text and "runAsUser: 65534" not in text
 
 
-def test_secrets_and_mrkdwn_are_neutralised() -> None:
-    finding = dataclasses.replace(
-        sample_findings()[0],
-        evidence=("password=hunter2 token: abc.def Authorization: Bearer xyz", "<!channel> & <@U1>"),
+def test_alert_annotations_and_links() -> None:
+    alert = dataclasses.replace(
+        sample_incident().alerts[0],
+        generator_url="http://prom:9090/graph?g0.expr=up%20%3D%3D%200&g0.tab=1",
     )
-    text = json.dumps(B.render_incident(_view(findings=(finding,))).to_json())
-    assert "hunter2" not in text and "abc.def" not in text and "xyz" not in text
-    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    incident = dataclasses.replace(
+        sample_incident(),
+        alerts=(alert,),
+        common_annotations={
+            "summary": "prometheus-0 is crash looping",
+            "description": "Pod monitoring/prometheus-0 restarted 9 times\nin 10 minutes. " + "d" * 600,
+            "runbook_url": "https://runbooks.example/KubePodCrashLooping",
+            "grafana_dashboard": "https://grafana.example/d/pods|x>y",
+        },
+    )
+    message = B.render_incident(B.IncidentView(incident=incident, now=NOW))
+    text = json.dumps(message.to_json(), ensure_ascii=False)
+    assert "> Pod monitoring/prometheus-0 restarted 9 times in 10 minutes. ddd" in text
+    assert "d" * 600 not in text  # clipped
+    links = " ".join(el["text"] for el in message.blocks[-1]["elements"])
+    assert "<http://prom:9090/graph?g0.expr=up%20%3D%3D%200&g0.tab=1|Graph>" in links
+    assert "<https://runbooks.example/KubePodCrashLooping|Runbook>" in links
+    assert "<https://grafana.example/d/pods%7Cx%3Ey|Dashboard>" in links  # delimiters cannot break out
+    assert "|Alertmanager>" in links and "|Silence>" in links
+    silence = next(el for el in message.blocks[3]["elements"] if el["action_id"] == B.ACTION_SILENCE)
+    assert silence["url"].startswith("http://alertmanager.example:9093/#/silences/new?filter=")
+
+
+@pytest.mark.parametrize(
+    ("work_state", "status", "execution", "header", "line"),
+    [
+        (WorkState.DIAGNOSED, IncidentStatus.FIRING, None, "🔥 FIRING", "🟡 Waiting for approval"),
+        (
+            WorkState.EXECUTING,
+            IncidentStatus.FIRING,
+            B.ExecutionStatus(3, "step 3 wait-ready: 12/300 s"),
+            "⚙️ FIXING",
+            "⚙️ Fixing by <@UALICE>: step 3 wait-ready: 12/300 s",
+        ),
+        (
+            WorkState.SUCCEEDED,
+            IncidentStatus.FIRING,
+            B.ExecutionStatus(3, "", started_at=NOW, finished_at=NOW + 72),
+            "✅ FIXED",
+            "✅ Fixed by <@UALICE> in 1m12s",
+        ),
+        (
+            WorkState.FAILED,
+            IncidentStatus.FIRING,
+            B.ExecutionStatus(3, "check pods-ready failed", started_at=NOW, finished_at=NOW + 5),
+            "❌ FIX FAILED",
+            "❌ Fix failed in 5s: check pods-ready failed",
+        ),
+        (
+            WorkState.SUCCEEDED,
+            IncidentStatus.RESOLVED,
+            B.ExecutionStatus(3, "", started_at=NOW, finished_at=NOW + 72),
+            "✅ RESOLVED",
+            "✅ Fixed by <@UALICE> in 1m12s",
+        ),
+    ],
+)
+def test_header_and_status_follow_the_state(
+    work_state: WorkState,
+    status: IncidentStatus,
+    execution: B.ExecutionStatus | None,
+    header: str,
+    line: str,
+) -> None:
+    approvals = () if work_state is WorkState.DIAGNOSED else (B.Approval("UALICE", "alice", NOW),)
+    view = B.IncidentView(
+        incident=sample_incident(work_state=work_state, status=status),
+        approvals=approvals,
+        execution=execution,
+        now=NOW,
+    )
+    message = B.render_incident(view)
+    assert message.blocks[0]["text"]["text"].startswith(header + " · KubePodCrashLooping")
+    assert line in json.dumps(message.to_json(), ensure_ascii=False)
+    assert "slack:" not in json.dumps(message.to_json())
+
+
+def test_people_are_mentions_never_internal_ids() -> None:
+    assert B.actor_mentions("slack:UALICE,UBOB") == "<@UALICE>, <@UBOB>"
+    assert B.actor_mentions("cli:root") == "cli:root"
+    assert B.mention("SOPS") == "<!subteam^SOPS>" and B.mention("W123") == "<@W123>"
+    assert [B.duration_text(s) for s in (0, 45, 72, 3600 + 180)] == ["0s", "45s", "1m12s", "1h03m"]
+
+
+def _budget(message: B.Message) -> tuple[int, int, int]:
+    kinds = [b["type"] for b in message.blocks]
+    return len(kinds), len(B.visible_text(message.blocks)), kinds.index("actions")
+
+
+def test_budget_on_the_seed_incident_from_the_real_diagnosis() -> None:
+    from bot.slack.preview import preview_incident
+
+    incident = preview_incident(str(EXAMPLES / "seed-incident"), str(EXAMPLES / "alertmanager-webhook.json"))
+    assert [f.code for f in incident.findings][:1] == ["volume-permission-denied"]
+    message = B.render_incident(B.IncidentView(incident=incident, now=NOW, expires_at=NOW + 3600))
+    blocks, chars, actions = _budget(message)
+    assert blocks <= B.BUDGET_BLOCKS and chars <= B.BUDGET_VISIBLE_CHARS and actions < B.BUDGET_ACTIONS_WITHIN
+    assert limits.check_message(message.to_json()) == []
+    text = json.dumps(message.to_json(), ensure_ascii=False)
+    assert "`pod/prometheus-0 -n monitoring`" in text and "|Graph>" in text
+    assert "• also: `pod/loki-0 -n monitoring`" in text
+
+
+def _worst_case_view(state: WorkState) -> B.IncidentView:
+    long = "word " * 2000
+    incident = dataclasses.replace(
+        sample_incident(work_state=state, findings=HUGE),
+        common_annotations={
+            "summary": long,
+            "description": long + "end",
+            "runbook_url": "https://runbooks.example/" + "r" * 1000,
+            **{f"dashboard_{i}": f"https://grafana.example/{'d' * 900}{i}" for i in range(5)},
+        },
+        diagnosis_error="collection of 40 namespaces failed: " + "x" * 5000,
+        dry_run_diff="+" + "z" * 100_000,
+    )
+    return B.IncidentView(
+        incident=incident,
+        approvals=tuple(B.Approval(f"U{i}", f"u{i}", NOW) for i in range(30)),
+        approvals_needed=2,
+        execution=B.ExecutionStatus(3, "s" * 5000, started_at=NOW, finished_at=NOW + 9),
+        rejection=B.Rejection("UBOB", "bob", "r" * 5000, NOW),
+        expires_at=NOW + 60,
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("state", list(WorkState))
+def test_budget_holds_in_the_worst_case(state: WorkState) -> None:
+    message = B.render_incident(_worst_case_view(state))
+    blocks, chars, actions = _budget(message)
+    assert blocks <= B.BUDGET_BLOCKS, blocks
+    assert chars <= B.BUDGET_VISIBLE_CHARS, B.visible_text(message.blocks)
+    assert actions < B.BUDGET_ACTIONS_WITHIN
+    assert limits.check_message(message.to_json()) == []
+    assert "more findings in Details" in json.dumps(message.to_json())
+
+
+def test_visible_text_counts_what_a_reader_sees() -> None:
+    blocks = [
+        B.section("*Root cause:* `pod/x -n y` <https://very.long/url?q=1|Graph> <@UALICE> &lt;b&gt;"),
+        {"type": "actions", "elements": [B.button("Approve", "a", "1")]},
+    ]
+    assert B.visible_text(blocks) == "Root cause: pod/x -n y Graph @UALICE <b>\nApprove"
 
 
 def test_status_line_and_command_lists_are_redacted() -> None:
@@ -223,9 +374,9 @@ def test_status_line_and_command_lists_are_redacted() -> None:
 
 def test_long_diff_is_truncated_with_a_note_and_posted_whole_in_the_thread() -> None:
     diff = "\n".join(f"+ line {i} <b>" for i in range(5000))
-    section = B.diff_section(diff)
-    assert len(section["text"]["text"]) <= limits.MAX_SECTION_TEXT
-    assert B.diff_is_truncated(diff) and not B.diff_is_truncated("+ small")
+    block = D.diff_block(diff)
+    assert len(block["text"]["text"]) <= limits.MAX_SECTION_TEXT
+    assert D.diff_is_truncated(diff) and not D.diff_is_truncated("+ small")
     parts = B.render_full_diff(diff)
     for part in parts:
         assert limits.check_message(part.to_json()) == []
@@ -235,7 +386,7 @@ def test_long_diff_is_truncated_with_a_note_and_posted_whole_in_the_thread() -> 
 
 def test_configmap_diff_secrets_never_reach_slack() -> None:
     # A dry-run diff of a ConfigMap quotes its file: credentials in it must be hidden everywhere
-    # the diff goes (the message's diff section and the full diff posted in the thread).
+    # the diff goes (the details reply and modal, and the full diff posted in the thread).
     diff = (
         "--- monitoring/ConfigMap/grafana-datasources\n"
         "+++ monitoring/ConfigMap/grafana-datasources (dry run)\n"
@@ -244,9 +395,11 @@ def test_configmap_diff_secrets_never_reach_slack() -> None:
         '   "secureJsonData": {"basicAuthPassword": "l0ki-pass"}\n'
         "   key: glsa_AbCdEfGhIjKlMnOpQrStUvWxYz012345\n"
     )
-    rendered = [json.dumps(B.diff_section(diff))] + [
-        json.dumps(p.to_json()) for p in B.render_full_diff(diff)
-    ]
+    incident = sample_incident(dry_run_diff=diff)
+    rendered = [
+        json.dumps(D.render_details_reply(incident).to_json()),
+        json.dumps(D.details_modal(incident)),
+    ] + [json.dumps(p.to_json()) for p in B.render_full_diff(diff)]
     for text in rendered:
         assert "pr0m-pass" not in text and "l0ki-pass" not in text and "glsa_" not in text
     assert "prometheus.monitoring:9090" in rendered[0]  # the change itself stays readable
@@ -286,7 +439,42 @@ def test_final_message_offers_rollback() -> None:
 
 
 def test_details_and_lists_within_limits() -> None:
-    incident = sample_incident(findings=HUGE)
-    assert limits.check_message(B.render_details(incident).to_json()) == []
+    incident = sample_incident(findings=HUGE, dry_run_diff="+" + "z" * 100_000)
+    reply = D.render_details_reply(incident)
+    assert limits.check_message(reply.to_json()) == []
+    modal = D.details_modal(incident)
+    assert limits.check_view(modal) == [] and len(modal["blocks"]) <= limits.MAX_MODAL_BLOCKS
+    assert "more findings" in json.dumps(modal) and "Dry-run diff" in json.dumps(modal)
     lines = [f"line {i} " + "w" * 200 for i in range(2000)]
     assert limits.check_message(B.render_lines("History", lines).to_json()) == []
+
+
+def test_details_hold_evidence_plan_commands_and_diff() -> None:
+    reply = json.dumps(D.render_details_reply(sample_incident()).to_json(), ensure_ascii=False)
+    assert "permission denied" in reply and "1. set securityContext" in reply
+    assert "kubectl delete pod/prometheus-0 -n monitoring --wait" in reply
+    assert "kubectl wait --for=condition=ready pod/prometheus-0 -n monitoring --timeout=60s" in reply
+    assert "runAsUser: 65534" in reply
+    assert "↳" not in reply
+
+
+def test_evidence_is_tidied_and_deduplicated() -> None:
+    json_line = (
+        'log: {"caller":"frontend_processor.go:63","err":"rpc error: connection refused",'
+        '"level":"error","msg":"error contacting frontend","ts":"2025-10-09T21:52:%02dZ"}'
+    )
+    lines = [json_line % i for i in range(5)] + [
+        'log: ts=2025-10-09T21:54:40.310Z caller=main.go:1164 level=error err="opening storage failed: '
+        'open /prometheus/lock: permission denied"',
+        "event: Unhealthy x128: Readiness probe failed",
+        "event: Unhealthy x128: Readiness probe failed",
+        "log: {not json",
+        "log: plain text line",
+    ]
+    assert D.tidy_evidence(lines) == [
+        "log [error] error contacting frontend (err: rpc error: connection refused) ×5",
+        "log [error] opening storage failed: open /prometheus/lock: permission denied",
+        "event: Unhealthy x128: Readiness probe failed ×2",
+        "log: {not json",
+        "log: plain text line",
+    ]

@@ -133,7 +133,7 @@ async def test_alert_to_approved_fix_in_slack(
         )
         parent = next(c for c in slack_api.ok_calls("chat.postMessage") if B.ACTION_APPROVE in c.action_ids())
         assert parent.channel == "C-ALERTS" and parent.thread_ts is None
-        assert "permission denied" in parent.text and "PrometheusDown" in parent.text
+        assert "`pod/prometheus-0 -n monitoring`" in parent.text and "PrometheusDown" in parent.text
         store = app[keys.STORE]
         stored = await store.list_incidents(limit=5)
         assert len(stored) == 1
@@ -147,6 +147,8 @@ async def test_alert_to_approved_fix_in_slack(
         assert message is not None
         channel, ts = message
         assert channel == "C-ALERTS"
+        await slack_api.wait_for(lambda a: bool(thread(a, ts)), what="details reply")
+        assert "permission denied" in thread(slack_api, ts)[0].text
         approve_value = next(
             el["value"]
             for b in parent.args["blocks"]
@@ -212,8 +214,8 @@ async def test_alert_to_approved_fix_in_slack(
             what="parent final state",
         )
         final_parent = parent_versions(slack_api, ts)[-1]
-        assert "Fixed and validated" in final_parent.text
-        assert "Approved by" in final_parent.text
+        assert "✅ FIXED · PrometheusDown" in final_parent.text
+        assert "Fixed by <@UALICE>, <@UBOB> in " in final_parent.text
         sts_after = live_object(kube, "StatefulSet", "prometheus", NS)
         assert sts_after is not None and sts_after["spec"] != sts_before["spec"]
         refreshed = await store.get_incident(incident_id)
@@ -261,5 +263,10 @@ async def test_diagnose_command_posts_the_result_with_buttons_where_it_was_asked
             what="diagnosis posted in the asking channel",
         )
         posted = next(c for c in slack_api.ok_calls("chat.postMessage") if c.channel == "C-OPS")
-        assert "volume-permission-denied" in posted.text
+        assert "`pod/prometheus-0 -n monitoring`" in posted.text
+        await slack_api.wait_for(
+            lambda a: any(c.thread_ts is not None for c in a.ok_calls("chat.postMessage")), what="details"
+        )
+        details = next(c for c in slack_api.ok_calls("chat.postMessage") if c.thread_ts is not None)
+        assert "volume-permission-denied" in details.text
         assert B.ACTION_APPROVE in posted.action_ids() and B.ACTION_DETAILS in posted.action_ids()

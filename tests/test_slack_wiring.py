@@ -109,7 +109,9 @@ async def test_pipeline_posts_through_the_app_and_clicks_reach_bolt(
         "/webhooks/alertmanager", json=alert_payload(), headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert resp.status == 200
-    await slack_api.wait_for(lambda a: bool(a.ok_calls("chat.postMessage")), what="incident message")
+    await slack_api.wait_for(
+        lambda a: len(a.ok_calls("chat.postMessage")) == 2, what="incident message and details reply"
+    )
     assert B.ACTION_APPROVE in slack_api.ok_calls("chat.postMessage")[0].action_ids()
 
     body = slash_command_body("help", response_url=slack_api.response_url())
@@ -130,7 +132,7 @@ async def test_pipeline_posts_through_the_app_and_clicks_reach_bolt(
 
     metrics = await (await client.get("/metrics")).text()
     assert 'pitcrew_slack_requests_rejected_total{reason="stale"} 1' in metrics
-    assert 'pitcrew_slack_outbox_deliveries_total{outcome="sent"} 1' in metrics
+    assert 'pitcrew_slack_outbox_deliveries_total{outcome="sent"} 2' in metrics
     assert "pitcrew_slack_outbox_backlog 0" in metrics
 
 

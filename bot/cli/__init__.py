@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", "-n", action="append", default=[], help=NAMESPACE_HELP)
     p.add_argument("--snapshot", metavar="DIR", help="summarize offline from a diagnostic bundle")
     p.add_argument("--output", "-o", choices=("text", "json"), default="text", help=OUTPUT_HELP)
+
+    p = _verb(sub, "slack", "Slack tools that need no workspace")
+    slack_sub = p.add_subparsers(dest="slack_verb", required=True, parser_class=_Parser, help="what to do")
+    summary = "print the incident message pitcrew would post (Block Kit JSON) and a Block Kit Builder link"
+    pp = slack_sub.add_parser("preview", help=summary, description=summary, epilog=EXIT_CODES)
+    pp.add_argument("--snapshot", metavar="DIR", required=True, help="diagnostic bundle to diagnose")
+    pp.add_argument("--alert", metavar="FILE", help="Alertmanager webhook body (JSON) the incident is for")
+    pp.add_argument("--thread", action="store_true", help="also print the details reply of the thread")
     return parser
 
 
@@ -156,6 +164,12 @@ def _summary(args: argparse.Namespace) -> int:
     return cli_summary(args)
 
 
+def _slack(args: argparse.Namespace) -> int:
+    from bot.cli.slack import cli_slack
+
+    return cli_slack(args)
+
+
 # verb -> the function that runs it with the parsed args and returns the exit code.
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
@@ -166,6 +180,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rollback": _rollback,
     "history": _history,
     "summary": _summary,
+    "slack": _slack,
 }
 
 

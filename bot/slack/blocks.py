@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.model import CheckResult, Finding, Incident, IncidentStatus, StepEvent, WorkState
+from bot.model import CheckResult, Finding, Incident, IncidentStatus, ObjectRef, StepEvent, WorkState
 from bot.redact import redact as redact_secrets
 from bot.slack import limits
 
@@ -29,8 +29,6 @@ REJECT_MODAL = "pitcrew_reject_modal"
 REJECT_REASON_BLOCK = "reason"
 REJECT_REASON_INPUT = "reason_input"
 
-# Keep a few blocks in reserve for status, approvals, links and buttons.
-_MAX_FINDING_BLOCKS = limits.MAX_MESSAGE_BLOCKS - 12
 _EVIDENCE_LINES = 8
 _ELLIPSIS = "…"
 
@@ -64,8 +62,10 @@ class Rejection:
 @dataclass(frozen=True)
 class ExecutionStatus:
     execution_id: int
-    status_line: str  # the latest step, as shown on the parent message
+    status_line: str  # the latest step, or the outcome's reason, as shown on the parent message
     has_backups: bool = True  # nothing to roll back (and no Rollback button) without one
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -173,17 +173,44 @@ def silence_link(base: str, labels: Mapping[str, str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The incident message
+# The incident message: one phone screen (header, cause, the alert's words, the fix, the buttons)
 # ---------------------------------------------------------------------------------------------
+
+# The budget an on-call engineer's phone imposes (asserted on real renders by the tests).
+BUDGET_BLOCKS = 8
+BUDGET_VISIBLE_CHARS = 1_200
+BUDGET_ACTIONS_WITHIN = 4  # the actions block is one of the first four blocks
+
+ACTION_SILENCE = "pitcrew_silence"
+
+_CAUSE_CHARS = 140
+_SUMMARY_CHARS = 100
+_DESCRIPTION_CHARS = 140
+_FIX_CHARS = 150
+_MORE_LINE_CHARS = 72
+_MORE_LINES = 3
 
 _SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 
 
+def header_word(incident: Incident) -> tuple[str, str]:
+    """(emoji, word) of the incident's state, as the header shows it."""
+    state = incident.work_state
+    if state is WorkState.EXECUTING:
+        return "⚙️", "FIXING"
+    if incident.status is IncidentStatus.RESOLVED:
+        return "✅", "RESOLVED"
+    if state is WorkState.SUCCEEDED:
+        return "✅", "FIXED"
+    if state is WorkState.FAILED:
+        return "❌", "FIX FAILED"
+    return "🔥", "FIRING"
+
+
 def header_text(incident: Incident) -> str:
-    mark = "✅" if incident.status is IncidentStatus.RESOLVED else "🔥"
-    parts = [incident.alertname or "alert group", incident.severity or "no severity"]
+    mark, word = header_word(incident)
+    parts = [word, incident.alertname or "alert group", incident.severity or "no severity"]
     parts.append(incident.namespace or "all namespaces")
-    parts.append(incident.status.value.upper())
     return f"{mark} " + " · ".join(parts)
 
 
@@ -206,162 +233,312 @@ def is_expired(view: IncidentView) -> bool:
     return view.expires_at is not None and view.now >= view.expires_at
 
 
+def mention(user_id: str) -> str:
+    """A Slack mention: `<@U…>` for people, `<!subteam^S…>` for user groups."""
+    return f"<!subteam^{user_id}>" if user_id.startswith("S") else f"<@{user_id}>"
+
+
+def actor_mentions(actor: str) -> str:
+    """An audit actor as people read it: `slack:UALICE,UBOB` -> `<@UALICE>, <@UBOB>`; other actors
+    (`cli:root`, `schedule`) as they are."""
+    if not actor.startswith("slack:"):
+        return actor
+    ids = [i.strip() for i in actor.removeprefix("slack:").split(",") if i.strip()]
+    return ", ".join(mention(i) for i in ids) or actor
+
+
+def duration_text(seconds: float) -> str:
+    """`1m12s`, `45s`, `2h03m`."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def kubectl_name(ref: ObjectRef) -> str:
+    """`pod/prometheus-0 -n monitoring`, as kubectl takes it."""
+    ns = f" -n {ref.namespace}" if ref.namespace else ""
+    return f"{ref.kind.lower()}/{ref.name}{ns}"
+
+
+def _who(view: IncidentView) -> str:
+    shown = ", ".join(mention(a.user_id) for a in view.approvals[:3])
+    return shown + (f" +{len(view.approvals) - 3}" if len(view.approvals) > 3 else "")
+
+
+def _free(text: str, limit: int) -> str:
+    """Free text (a reason, an error, a step detail) made safe for mrkdwn and clipped."""
+    return escape(truncate(redact(" ".join(text.split())), limit))
+
+
 def status_line(view: IncidentView) -> str:
+    """Where pitcrew is with the incident, in one mrkdwn line (people as mentions, free text
+    escaped and clipped so no part can break the markup)."""
     inc = view.incident
     state = inc.work_state
+    ex = view.execution
+    who = _who(view)
+    by = f" by {who}" if who else ""
     if state is WorkState.PENDING:
         return "⏳ Diagnosing…"
     if state is WorkState.DIAGNOSED:
         if inc.diagnosis_error and not inc.findings:
-            return f"⚠️ Diagnosis failed: {inc.diagnosis_error}"
+            return f"⚠️ Diagnosis failed: {_free(inc.diagnosis_error, 100)}"
         if not inc.findings:
             return "🔍 Diagnosed: no known root cause found"
         if not has_plan(inc):
-            return "🔍 Diagnosed: manual action needed (no automatic plan)"
+            return "🔍 Manual action needed (no automatic plan)"
         if inc.status is IncidentStatus.RESOLVED:
             return "✅ Resolved before approval; the plan is no longer offered"
         if is_expired(view):
             return "⌛ Approval expired — run `/pitcrew diagnose` for a fresh plan"
         waiting = "Waiting for approval"
         if view.approvals_needed > 1:
-            waiting = f"Waiting for {view.approvals_needed} distinct approvers ({len(view.approvals)} so far)"
+            waiting = f"Waiting for {view.approvals_needed} distinct approvers ({len(view.approvals)} so far"
+            waiting += f": {who})" if who else ")"
         if view.expires_at is not None:
-            waiting += f" (expires {when(view.expires_at)})"
+            waiting += f" · expires {when(view.expires_at)}"
         return f"🟡 {waiting}"
     if state is WorkState.REJECTED:
-        return "🚫 Rejected"
-    if state is WorkState.EXECUTING:
-        line = view.execution.status_line if view.execution else "starting"
-        return f"⚙️ Executing: {line}"
-    if state is WorkState.SUCCEEDED:
-        return "✅ Fixed and validated" + (f": {view.execution.status_line}" if view.execution else "")
-    if state is WorkState.FAILED:
-        return "❌ Remediation failed" + (f": {view.execution.status_line}" if view.execution else "")
-    return "↩️ Rolled back" + (f": {view.execution.status_line}" if view.execution else "")
-
-
-def _finding_blocks(finding: Finding) -> list[Block]:
-    mark = _SEVERITY_MARK.get(finding.severity.value, "•")
-    lines = [f"{mark} *{escape(finding.code)}* — {escape(redact(finding.summary))}"]
-    if finding.objects:
-        lines.append("Objects: " + ", ".join(f"`{escape(str(o))}`" for o in finding.objects[:10]))
-    if finding.caused_by:
-        lines.append("Caused by: " + ", ".join(f"`{escape(c)}`" for c in finding.caused_by[:10]))
-    head = "\n".join(lines)
-    evidence = list(finding.evidence[:_EVIDENCE_LINES])
-    if len(finding.evidence) > _EVIDENCE_LINES:
-        evidence.append(f"(+{len(finding.evidence) - _EVIDENCE_LINES} more lines — Details)")
-    text = head
-    if evidence:
-        room = limits.MAX_SECTION_TEXT - len(head) - 1
-        text = head + "\n" + code_block("\n".join(evidence), max(room, 20))
-    blocks = [section(text)]
-    if finding.has_automatic_plan and finding.plan is not None:
-        steps = [f"{i}. {escape(redact(s.description))}" for i, s in enumerate(finding.plan.steps, 1)]
-        plan_text = "*Plan*\n" + "\n".join(steps)
-        if finding.plan.validation:
-            plan_text += "\n_Then validate:_ " + ", ".join(f"`{escape(v)}`" for v in finding.plan.validation)
-        blocks.append(section(truncate(plan_text, limits.MAX_SECTION_TEXT, "\n… (see Details)")))
-    elif finding.caused_by:
-        # A symptom (e.g. Services without endpoints): fixing its causes fixes it.
-        causes = ", ".join(f"`{escape(c)}`" for c in finding.caused_by)
-        blocks.append(context(f"_No plan of its own: it clears once {causes} is fixed._"))
-    else:
-        blocks.append(context("_No automatic plan: this needs a manual fix (see Details)._"))
-    return blocks
-
-
-def diff_section(diff: str) -> Block:
-    title = "*Dry-run diff* (server-side)\n"
-    note = "\n… (truncated; the full diff is in the thread)"
-    return section(title + code_block(diff, limits.MAX_SECTION_TEXT - len(title), note))
-
-
-def diff_is_truncated(diff: str) -> bool:
-    text: str = diff_section(diff)["text"]["text"]
-    return text.endswith("thread)```")
-
-
-def render_incident(view: IncidentView) -> Message:
-    inc = view.incident
-    blocks: list[Block] = [{"type": "header", "text": plain(header_text(inc), limits.MAX_HEADER_TEXT)}]
-    status = redact(status_line(view))  # carries diagnosis errors and execution details
-    blocks.append(context(f"*Status:* {escape(status)}", f"Incident #{inc.id}"))
-    summary = inc.common_annotations.get("summary") or inc.common_annotations.get("description")
-    if summary:
-        blocks.append(section(escape(redact(summary))))
-    if inc.diagnosis_error and inc.findings:
-        blocks.append(context(f"⚠️ Part of the diagnosis failed: {escape(redact(inc.diagnosis_error))}"))
-
-    finding_blocks: list[Block] = []
-    shown = 0
-    for finding in inc.findings:
-        more = _finding_blocks(finding)
-        if len(finding_blocks) + len(more) > _MAX_FINDING_BLOCKS:
-            break
-        finding_blocks.extend(more)
-        shown += 1
-    blocks.extend(finding_blocks)
-    if shown < len(inc.findings):
-        blocks.append(context(f"+{len(inc.findings) - shown} more findings — see Details"))
-
-    if inc.dry_run_diff:
-        blocks.append(diff_section(inc.dry_run_diff))
-
-    if view.approvals:
-        who = ", ".join(f"<@{a.user_id}> at {when(a.at)}" for a in view.approvals)
-        blocks.append(context(f"👍 Approved by {who}"))
-    if view.rejection is not None:
         r = view.rejection
-        reason = f": {escape(redact(r.reason))}" if r.reason else ""
-        blocks.append(context(f"🚫 Rejected by <@{r.user_id}> at {when(r.at)}{reason}"))
+        if r is None:
+            return "🚫 Rejected"
+        reason = f": {_free(r.reason, 80)}" if r.reason else ""
+        return f"🚫 Rejected by {mention(r.user_id)} at {when(r.at)}{reason}"
+    took = ""
+    if ex is not None and ex.started_at is not None and ex.finished_at is not None:
+        took = f" in {duration_text(ex.finished_at - ex.started_at)}"
+    detail = _free(ex.status_line, 90) if ex and ex.status_line else ""
+    if state is WorkState.EXECUTING:
+        return f"⚙️ Fixing{by}: {detail or 'starting'}"
+    if state is WorkState.SUCCEEDED:
+        return f"✅ Fixed{by}{took}" + (f" · {detail}" if detail else "")
+    if state is WorkState.FAILED:
+        return f"❌ Fix failed{took}: {detail or 'see the thread'}"
+    return f"↩️ Rolled back{': ' + detail if detail else ''}"
 
+
+def _primary(incident: Incident) -> Finding | None:
+    """The finding the message leads with: the worst root cause (diagnosis sorts them first)."""
+    roots = [f for f in incident.findings if not f.caused_by]
+    chosen = roots or list(incident.findings)
+    return chosen[0] if chosen else None
+
+
+def _cause_line(incident: Incident, primary: Finding | None) -> str:
+    if primary is None:
+        if incident.work_state is WorkState.PENDING:
+            return "⏳ Diagnosing…"
+        if incident.diagnosis_error:
+            return f"⚠️ *Diagnosis failed:* {escape(truncate(redact(incident.diagnosis_error), _CAUSE_CHARS))}"
+        return "🔍 *Root cause:* none of pitcrew's checks explains this alert"
+    mark = _SEVERITY_MARK.get(primary.severity.value, "•")
+    obj = _named_object(incident, primary)
+    where = f"`{escape(kubectl_name(obj))}`: " if obj is not None else ""
+    return f"{mark} *Root cause:* {where}{escape(truncate(redact(primary.summary), _CAUSE_CHARS))}"
+
+
+def _named_object(incident: Incident, finding: Finding) -> ObjectRef | None:
+    """The finding's object the alert names (its `pod`, `statefulset`… label), else its first."""
+    named = {*incident.common_labels.values(), *(v for a in incident.alerts[:20] for v in a.labels.values())}
+    return next((o for o in finding.objects if o.name in named), None) or (
+        finding.objects[0] if finding.objects else None
+    )
+
+
+def annotation_lines(incident: Incident) -> list[str]:
+    """The alert's own `summary` and `description` annotations, clipped, as quoted lines."""
+    annotations = _annotations(incident)
+    out = []
+    summary = annotations.get("summary", "").strip()
+    description = annotations.get("description", "").strip()
+    if summary:
+        out.append(f"> *{escape(truncate(redact(' '.join(summary.split())), _SUMMARY_CHARS))}*")
+    if description and description != summary:
+        out.append(f"> {escape(truncate(redact(' '.join(description.split())), _DESCRIPTION_CHARS))}")
+    return out
+
+
+def _annotations(incident: Incident) -> Mapping[str, str]:
+    """Common annotations; when the group's alerts disagree (none in common), the first alert's."""
+    if incident.common_annotations:
+        return incident.common_annotations
+    return incident.alerts[0].annotations if incident.alerts else {}
+
+
+def fix_sentence(incident: Incident) -> str:
+    """The proposed fix in one sentence, or why there is none."""
+    planned = [f for f in incident.findings if f.has_automatic_plan and f.plan is not None]
+    if not planned:
+        if not incident.findings:
+            return "*No automatic fix:* nothing to change until a root cause is known"
+        symptom_only = all(f.caused_by for f in incident.findings)
+        why = "it clears once its causes are fixed" if symptom_only else "this needs a manual change"
+        return f"*No automatic fix:* {why} (Details has the evidence and commands)"
+    first = planned[0]
+    assert first.plan is not None
+    steps = first.plan.steps
+    text = f"*Fix:* {redact(steps[0].description)}"
+    if len(steps) > 1:
+        text += f" (+{len(steps) - 1} step{'s' if len(steps) > 2 else ''})"
+    validation = first.plan.validation
+    if validation:
+        text += f", then checks {', '.join(validation[:3])}"
+    if len(planned) > 1:
+        others = sum(len(f.plan.steps) for f in planned[1:] if f.plan is not None)
+        text += f"; also fixes {', '.join(f.code for f in planned[1:])} ({others} steps)"
+    return escape(truncate(text, _FIX_CHARS))
+
+
+def _more_lines(incident: Incident, primary: Finding | None) -> list[str]:
+    """Each further finding as one `caused by` / `also` line."""
+    lines = []
+    rest = [f for f in incident.findings if f is not primary]
+    for finding in rest[:_MORE_LINES]:
+        obj = _named_object(incident, finding)
+        where = f"`{kubectl_name(obj)}`: " if obj is not None else ""
+        primary_code = primary.code if primary is not None else ""
+        if primary_code and primary_code in finding.caused_by:
+            word = "↳ caused by this:"
+        elif finding.caused_by:
+            word = f"↳ caused by {finding.caused_by[0]}:"
+        else:
+            word = "• also:"
+        body = truncate(f"{where}{redact(finding.summary)}", _MORE_LINE_CHARS)
+        lines.append(f"{word} {escape(body)}")
+    if len(rest) > _MORE_LINES:
+        lines.append(f"+{len(rest) - _MORE_LINES} more findings in Details")
+    return lines
+
+
+def _safe_url(url: str) -> str | None:
+    """A URL fit for a mrkdwn link: http(s) only, with Slack's link delimiters percent-encoded."""
+    url = url.strip()
+    if not url.startswith(("http://", "https://")) or len(url) > limits.MAX_BUTTON_URL:
+        return None
+    return url.replace(" ", "%20").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
+
+
+def generator_url(incident: Incident) -> str:
+    return next((a.generator_url for a in incident.alerts if a.generator_url), "")
+
+
+def _links(view: IncidentView) -> list[tuple[str, str]]:
+    inc = view.incident
+    annotations = _annotations(inc)
+    links: list[tuple[str, str]] = []
+    candidates = [("Graph", generator_url(inc)), ("Runbook", annotations.get("runbook_url", ""))]
+    candidates += [
+        ("Dashboard", v) for k, v in sorted(annotations.items()) if "dashboard" in k.lower() and v
+    ][:2]
     base = alertmanager_base(view)
     labels = dict(inc.common_labels) or dict(inc.group_labels)
     if base:
-        blocks.append(
-            context(
-                f"<{alerts_link(base, labels)}|Alertmanager source> · "
-                f"<{silence_link(base, labels)}|Silence these alerts>"
-            )
-        )
+        candidates.append(("Alertmanager", alerts_link(base, labels)))
+        candidates.append(("Silence", silence_link(base, labels)))
+    for label, url in candidates:
+        safe = _safe_url(url) if url else None
+        if safe:
+            links.append((label, safe))
+    return links
 
+
+def _approve_button(inc: Incident) -> Block:
+    return button(
+        "Approve",
+        ACTION_APPROVE,
+        str(inc.id),
+        style="primary",
+        confirm={
+            "title": plain("Run this plan?", limits.MAX_CONFIRM_TITLE),
+            "text": plain(
+                f"pitcrew will back up, change and validate the objects of incident #{inc.id}. "
+                "Progress is posted in the thread.",
+                limits.MAX_CONFIRM_TEXT,
+            ),
+            "confirm": plain("Approve", limits.MAX_CONFIRM_BUTTON),
+            "deny": plain("Cancel", limits.MAX_CONFIRM_BUTTON),
+        },
+    )
+
+
+def _buttons(view: IncidentView) -> list[Block]:
+    inc = view.incident
     incident_id = str(inc.id)
     elements: list[Block] = []
     if approval_open(view):
-        elements.append(
-            button(
-                "Approve",
-                ACTION_APPROVE,
-                incident_id,
-                style="primary",
-                confirm={
-                    "title": plain("Run this plan?", limits.MAX_CONFIRM_TITLE),
-                    "text": plain(
-                        f"pitcrew will back up, change and validate the objects of incident #{inc.id}. "
-                        "Every step is posted in the thread.",
-                        limits.MAX_CONFIRM_TEXT,
-                    ),
-                    "confirm": plain("Approve", limits.MAX_CONFIRM_BUTTON),
-                    "deny": plain("Cancel", limits.MAX_CONFIRM_BUTTON),
-                },
-            )
-        )
+        elements.append(_approve_button(inc))
     if inc.work_state is WorkState.DIAGNOSED and has_plan(inc) and inc.status is IncidentStatus.FIRING:
         elements.append(button("Reject", ACTION_REJECT, incident_id, style="danger"))
-    if inc.findings:
-        elements.append(button("Details", ACTION_DETAILS, incident_id))
     if (
         view.execution is not None
         and view.execution.has_backups
         and inc.work_state in (WorkState.SUCCEEDED, WorkState.FAILED)
     ):
         elements.append(rollback_button(view.execution.execution_id))
+    if inc.findings:
+        elements.append(button("Details", ACTION_DETAILS, incident_id))
+    base = alertmanager_base(view)
+    if base and inc.status is IncidentStatus.FIRING:
+        url = _safe_url(silence_link(base, dict(inc.common_labels) or dict(inc.group_labels)))
+        if url:
+            # A link button: Alertmanager's own form (its auth, the duration the person picks).
+            silence = button("Silence", ACTION_SILENCE, incident_id)
+            silence["url"] = url
+            elements.append(silence)
+    return elements
+
+
+def render_incident(view: IncidentView) -> Message:
+    """The incident message within the budget: ≤ 8 blocks, ≤ 1,200 visible characters, buttons in
+    the first four blocks. Evidence, the full plan and the diff go to the Details reply/modal."""
+    inc = view.incident
+    primary = _primary(inc)
+    blocks: list[Block] = [{"type": "header", "text": plain(header_text(inc), limits.MAX_HEADER_TEXT)}]
+    cause = [_cause_line(inc, primary), *annotation_lines(inc)]
+    if inc.diagnosis_error and inc.findings:
+        cause.append(f"⚠️ Part of the diagnosis failed: {escape(truncate(redact(inc.diagnosis_error), 60))}")
+    blocks.append(section("\n".join(cause)))
+    blocks.append(section(f"{fix_sentence(inc)}\n{status_line(view)}"))
+    elements = _buttons(view)
     if elements:
         blocks.append({"type": "actions", "block_id": f"incident-{inc.id}", "elements": elements})
-
-    text = f"{header_text(inc)} — {status}"
+    more = _more_lines(inc, primary)
+    if more:
+        blocks.append(context("\n".join(more)))
+    # One element per link: a long URL can never cut another link's markup.
+    links = [f"<{url}|{label}>" for label, url in _links(view)]
+    blocks.append(context(f"Incident #{inc.id}", *links))
+    text = f"{header_text(inc)} — {status_line(view)}"
     return Message(text=truncate(text, 3000), blocks=tuple(blocks))
+
+
+_LINK = re.compile(r"<([^|<>]+)\|([^<>]+)>")
+_MENTION = re.compile(r"<[@!]([^<>|]+)>")
+
+
+def visible_text(blocks: Sequence[Mapping[str, Any]]) -> str:
+    """What a reader sees of `blocks`: texts with links shown as their labels, mentions as @name,
+    entities decoded and mrkdwn markers dropped (what the character budget counts)."""
+    parts: list[str] = []
+
+    def add(obj: Any) -> None:
+        if isinstance(obj, Mapping) and isinstance(obj.get("text"), str):
+            text = _MENTION.sub(lambda m: "@" + m.group(1).split("^")[-1], _LINK.sub(r"\2", obj["text"]))
+            text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            parts.append(re.sub(r"[*`~]|(?<!\w)_|_(?!\w)|^> ", "", text, flags=re.M))
+
+    for block in blocks:
+        add(block.get("text"))
+        for f in block.get("fields") or ():
+            add(f)
+        for el in block.get("elements") or ():
+            add(el.get("text") if el.get("type") == "button" else el)
+    return "\n".join(parts)
 
 
 def rollback_button(execution_id: int) -> Block:
@@ -453,26 +630,6 @@ def render_full_diff(diff: str) -> list[Message]:
         blocks.extend(section("```" + p + "```") for p in group)
         messages.append(Message(text="Dry-run diff", blocks=tuple(blocks)))
     return messages
-
-
-def render_details(incident: Incident) -> Message:
-    """Every finding with all its evidence and exact steps, for the Details button (ephemeral)."""
-    blocks: list[Block] = [{"type": "header", "text": plain(f"Incident #{incident.id} details", 150)}]
-    for finding in incident.findings:
-        if len(blocks) >= limits.MAX_MESSAGE_BLOCKS - 3:
-            blocks.append(context("… more findings: run `pitcrew diagnose` in a terminal for all of them"))
-            break
-        head = f"*{escape(finding.code)}* ({finding.severity.value}) — {escape(redact(finding.summary))}\n"
-        blocks.append(section(head + code_block("\n".join(finding.evidence) or "(no evidence lines)", 2900)))
-        if finding.plan is not None and finding.plan.steps:
-            steps = "\n".join(
-                f"{i}. [{s.action}] `{escape(str(s.target))}` — {escape(redact(s.description))}"
-                for i, s in enumerate(finding.plan.steps, 1)
-            )
-            blocks.append(section(truncate("*Steps*\n" + steps, limits.MAX_SECTION_TEXT)))
-    if len(blocks) == 1:
-        blocks.append(section("No findings."))
-    return Message(text=f"Incident #{incident.id} details", blocks=tuple(blocks))
 
 
 def render_checks(title: str, checks: Sequence[CheckResult]) -> Message:

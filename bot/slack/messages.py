@@ -8,7 +8,8 @@ outbox worker sends it (bot/slack/outbox.py).
 
 Small per-incident state kept in the store's kv table:
 - `slack.offer.<id>`: when the current plan was first offered (approvals expire relative to it, and
-  only approvals given after it count) and whether its full diff was posted in the thread;
+  only approvals given after it count);
+- `slack.details.<id>`: the digest of the diagnosis whose details reply was posted (posted once);
 - `slack.status.<id>`: the latest execution step line, shown on the parent message;
 - `slack.rendered.<id>`: the status last rendered, to notice resolution (-> thread note);
 - `slack.channel.<id>`: the channel a `/pitcrew diagnose` was asked from (overrides routing).
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.model import Incident, IncidentStatus, WorkState, findings_dumps
 from bot.slack import blocks as B
+from bot.slack import details as D
 from bot.slack.approvers import approvals_needed
 from bot.slack.outbox import OutboxPayload, enqueue, incident_thread
 from bot.slack.routing import choose_channel
@@ -47,6 +49,10 @@ def _status_key(incident_id: int) -> str:
 
 def _rendered_key(incident_id: int) -> str:
     return f"slack.rendered.{incident_id}"
+
+
+def _details_key(incident_id: int) -> str:
+    return f"slack.details.{incident_id}"
 
 
 def channel_key(incident_id: int) -> str:
@@ -86,7 +92,7 @@ class IncidentMessages:
         if incident.work_state is WorkState.DIAGNOSED and B.has_plan(incident):
             digest = plan_digest(incident)
             if offer is None or offer.get("digest") != digest:
-                offer = {"at": self._clock(), "digest": digest, "diff_posted": False}
+                offer = {"at": self._clock(), "digest": digest}
                 await self._store.set_kv(_offer_key(incident.id), json.dumps(offer))
         return offer
 
@@ -111,11 +117,16 @@ class IncidentMessages:
         execution = None
         executions = await self._store.list_executions(incident.id, limit=1)
         if executions:
+            latest = executions[0]
             line = await self._store.get_kv(_status_key(incident.id))
+            if latest.status != "running" and incident.work_state is not WorkState.EXECUTING:
+                line = latest.detail or line  # the outcome's reason, once it is over
             execution = B.ExecutionStatus(
-                executions[0].id,
-                line or executions[0].detail or executions[0].status,
-                has_backups=bool(await self._store.list_backups(executions[0].id)),
+                latest.id,
+                line or latest.detail or latest.status,
+                has_backups=bool(await self._store.list_backups(latest.id)),
+                started_at=latest.started_at,
+                finished_at=latest.finished_at,
             )
         return B.IncidentView(
             incident=incident,
@@ -157,17 +168,7 @@ class IncidentMessages:
         args = {"channel": channel, **message.to_json()}
         await enqueue(self._store, thread, "chat.postMessage", OutboxPayload("parent", args, incident_id))
 
-        offer = await self.offer(incident)
-        if (
-            offer
-            and not offer.get("diff_posted")
-            and incident.dry_run_diff
-            and B.diff_is_truncated(incident.dry_run_diff)
-        ):
-            for part in B.render_full_diff(incident.dry_run_diff):
-                await self._queue_reply(incident_id, part)
-            offer["diff_posted"] = True
-            await self._store.set_kv(_offer_key(incident_id), json.dumps(offer))
+        await self._post_details(incident)
 
         rendered_raw = await self._store.get_kv(_rendered_key(incident_id))
         rendered = json.loads(rendered_raw) if rendered_raw else {}
@@ -197,6 +198,20 @@ class IncidentMessages:
             ),
         )
         self._wake()
+
+    async def _post_details(self, incident: Incident) -> None:
+        """The details reply (evidence, plan, commands, diff), once per diagnosis: again only when a
+        re-diagnosis changed them. A diff too long for it follows whole, in as few replies as fit."""
+        if not incident.findings:
+            return
+        digest = plan_digest(incident)
+        if await self._store.get_kv(_details_key(incident.id)) == digest:
+            return
+        await self._queue_reply(incident.id, D.render_details_reply(incident))
+        if incident.dry_run_diff and D.diff_is_truncated(incident.dry_run_diff):
+            for part in B.render_full_diff(incident.dry_run_diff):
+                await self._queue_reply(incident.id, part)
+        await self._store.set_kv(_details_key(incident.id), digest)
 
     async def reply(self, incident_id: int, message: B.Message) -> None:
         await self._queue_reply(incident_id, message)

@@ -34,6 +34,7 @@ from bot.evidence import SCOPE_LABELS
 from bot.model import Alert, CheckResult, IncidentStatus, WorkState
 from bot.slack import blocks as B
 from bot.slack import commands as C
+from bot.slack import details as D
 from bot.slack.messages import IncidentMessages, channel_key
 from bot.slack.outbox import OutboxWorker
 from bot.slack.settings import SlackSettings
@@ -298,6 +299,7 @@ class SlackService:
         app.action(B.ACTION_REJECT)(self._on_reject)
         app.action(B.ACTION_DETAILS)(self._on_details)
         app.action(B.ACTION_ROLLBACK)(self._on_rollback)
+        app.action(B.ACTION_SILENCE)(self._on_link)
         app.view(B.REJECT_MODAL)(self._on_reject_submitted)
 
     async def _reply(self, respond: Any, work: Awaitable[str]) -> None:
@@ -325,9 +327,17 @@ class SlackService:
             f"rollback-{execution_id}",
         )
 
-    async def _on_details(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+    async def _on_link(self, ack: Any) -> None:
+        # A link button (Silence opens Alertmanager's form in the browser): Slack still sends the
+        # click, and expects it acknowledged.
+        await ack()
+
+    async def _on_details(
+        self, ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any
+    ) -> None:
         await ack()
         incident_id = _button_id(body)
+        trigger_id = str(body.get("trigger_id", ""))
 
         async def details() -> None:
             incident = await self.store.get_incident(incident_id) if incident_id is not None else None
@@ -336,13 +346,8 @@ class SlackService:
                     text="That incident no longer exists.", response_type="ephemeral", replace_original=False
                 )
                 return
-            message = B.render_details(incident)
-            await respond(
-                text=message.text,
-                blocks=list(message.blocks),
-                response_type="ephemeral",
-                replace_original=False,
-            )
+            # The trigger id is valid for 3 seconds: the modal opens right away, off the ack path.
+            await client.views_open(trigger_id=trigger_id, view=D.details_modal(incident))
 
         self.spawn(details(), f"details-{incident_id}")
 
