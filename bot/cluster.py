@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import kubernetes.client
 import kubernetes.config
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from bot.evidence import (
@@ -72,19 +74,54 @@ def _config_source(use_in_cluster: bool, kubeconfig: str | None, exc: Exception)
         where = f"kubeconfig {kubeconfig} (from $KUBECONFIG)"
     else:
         kubeconfig = "~/.kube/config"
-        where = "kubeconfig ~/.kube/config (the default; pass --kubeconfig or set cluster.kubeconfig)"
+        # Not "--kubeconfig": `serve` has no such flag; these two work for every verb.
+        where = "kubeconfig ~/.kube/config (the default; set cluster.kubeconfig or $KUBECONFIG)"
     if os.pathsep not in kubeconfig and not os.path.exists(os.path.expanduser(kubeconfig)):
         return f"{where}: no such file"
     return f"{where}: {exc}"
 
 
 class ClusterError(Exception):
-    """A failed API call. `temporary` says whether retrying can help (timeouts, 5xx, 429)."""
+    """A failed API call. `temporary` says whether retrying can help (timeouts, 5xx, 429);
+    `unreachable` that no HTTP answer came at all (refused, timed out, TLS, not HTTP), and the
+    message then reads "cannot reach the Kubernetes API at URL: REASON"."""
 
-    def __init__(self, message: str, *, status: int | None = None, temporary: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, temporary: bool = False, unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.temporary = temporary
+        self.unreachable = unreachable
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """Why no HTTP answer came, in a few words (urllib3 wraps the cause in MaxRetryError, whose text
+    repeats the pool, the URL and the cause: unreadable in a terminal or a chat message)."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    text = str(exc)
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return "the server name does not resolve"
+    # NewConnectionError is a ConnectTimeoutError subclass in urllib3 2: test it first.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
+        if "refused" in text.lower() or isinstance(exc, ConnectionRefusedError):
+            return "connection refused"
+        match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+        return match.group(1).strip().lower() if match else "cannot connect"
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        match = re.search(r"\[SSL: [A-Z_]+\] ([^(]+)|certificate verify failed: ([^(]+)", text)
+        detail = next((g.strip() for g in match.groups() if g), "") if match else ""
+        return "TLS handshake failed" + (f" ({detail})" if detail else "")
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        if "BadStatusLine" in text or "BadStatusLine" in repr(exc.args):
+            return "the answer is not HTTP (is this the API server's address?)"
+        return "the connection was closed without an answer"
+    return f"{type(exc).__name__}: {text}"[:200]
 
 
 class ClusterSettings(Protocol):
@@ -251,6 +288,19 @@ def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
     return [o for o in kept if not (isinstance(o, Node) and o.meta.name not in node_names)]
 
 
+def _collection_failed(server: str, failures: list[ClusterError]) -> ClusterError:
+    unreachable = next((f for f in failures if f.unreachable), None)
+    if unreachable is not None:
+        return ClusterError(str(unreachable), temporary=True, unreachable=True)
+    reasons = sorted({str(f) for f in failures})
+    first = failures[0]
+    return ClusterError(
+        f"the Kubernetes API at {server} refused every read: " + "; ".join(reasons)[:300],
+        status=first.status,
+        temporary=all(f.temporary for f in failures),
+    )
+
+
 class Cluster:
     def __init__(
         self, api_client: kubernetes.client.ApiClient, options: CollectOptions | None = None
@@ -348,9 +398,12 @@ class Cluster:
                 temporary = status is None or status >= 500 or status == 429
                 raise ClusterError(_reason(exc), status=status, temporary=temporary) from None
             except Exception as exc:  # urllib3 timeouts, connection refused, TLS errors
-                name = type(exc).__name__
-                text = "timed out" if "Timeout" in name or "timed out" in str(exc) else f"{name}: {exc}"
-                raise ClusterError(text[:300], temporary=True) from None
+                log.debug("Kubernetes API call %s failed", getattr(fn, "__name__", fn), exc_info=True)
+                raise ClusterError(
+                    f"cannot reach the Kubernetes API at {self.server}: {_transport_reason(exc)}",
+                    temporary=True,
+                    unreachable=True,
+                ) from None
 
     async def _json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         response = await self._run(fn, *args, _preload_content=False, **kwargs)
@@ -361,6 +414,11 @@ class Cluster:
 
     def _api(self, name: str) -> Any:
         return getattr(self, name)
+
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the kubeconfig (or the service account) names it."""
+        return str(self.api_client.configuration.host)
 
     # -- read side ----------------------------------------------------------------------------
 
@@ -420,8 +478,11 @@ class Cluster:
         unhealthy containers. A failed call becomes a line in `evidence.errors`, never an abort."""
         errors: list[str] = []
         raw: dict[str, list[Mapping[str, Any]]] = {}
+        failures: list[ClusterError] = []
+        answered = 0
 
         async def list_kind(kind: str, api: str, method: str, resource: str, namespace: str | None) -> None:
+            nonlocal answered
             fn = getattr(self._api(api), method)
             where = f" in {namespace}" if namespace else ""
             headers = _LIST_HEADERS.get(kind)
@@ -432,7 +493,9 @@ class Cluster:
                 if not (exc.status == 404 and kind in _OPTIONAL_KINDS):
                     # A 404 here is an API group the cluster does not serve (e.g. no autoscaling/v2).
                     errors.append(f"cannot list {resource}{where}: {exc}")
+                    failures.append(exc)
                 return
+            answered += 1
             items = data.get("items") or []
             # The kind goes last: metadata-only items say `kind: PartialObjectMetadata`.
             raw.setdefault(kind, []).extend({**i, "kind": kind} for i in items if isinstance(i, Mapping))
@@ -446,6 +509,9 @@ class Cluster:
             list_kind(kind, api, method, resource, None) for kind, api, method, resource in _CLUSTER_KINDS
         ]
         await asyncio.gather(*calls)
+        if not answered and failures:
+            # Nothing was read: that is a failed collection, not an empty (healthy-looking) cluster.
+            raise _collection_failed(self.server, failures)
 
         with paused_gc():
             objects = _keep_relevant(self._parse_all(raw, errors))
@@ -521,8 +587,12 @@ class Cluster:
         try:
             await self._json(self.version_api.get_code)
         except ClusterError as exc:
+            if exc.unreachable:
+                raise
             raise ClusterError(
-                f"cannot reach the Kubernetes API server: {exc}", status=exc.status, temporary=exc.temporary
+                f"the Kubernetes API at {self.server} answers /version with: {exc}",
+                status=exc.status,
+                temporary=exc.temporary,
             ) from None
 
     async def read_raw(self, ref: ObjectRef) -> dict[str, Any] | None:

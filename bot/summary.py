@@ -895,12 +895,16 @@ async def _collect(
         return evidence, None, None, source
     if deps.cluster is None:
         return None, "no cluster connection", None, "cluster"
+    from bot.cluster import ClusterError
+
     try:
         evidence = await asyncio.wait_for(
             deps.cluster.collect(Scope(namespaces=tuple(namespaces))), COLLECT_TIMEOUT_SECONDS
         )
     except TimeoutError:
         return None, f"collection timed out after {COLLECT_TIMEOUT_SECONDS:.0f} s", None, "cluster"
+    except ClusterError as exc:  # nothing could be read ("cannot reach the Kubernetes API at ...")
+        return None, str(exc), None, "cluster"
     except Exception as exc:  # the adapter reports failures in evidence.errors; anything else lands here
         return None, f"{type(exc).__name__}: {exc}", None, "cluster"
     # Every list call failed: nothing at all was read, so the cluster is unreachable (or forbidden).

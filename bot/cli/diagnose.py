@@ -89,9 +89,6 @@ def cli_diagnose(args: argparse.Namespace) -> int:
 async def _live(
     cluster: Cluster, scope: Scope, settings: Settings, *, hosts: Hosts | None
 ) -> tuple[Evidence, Diagnosis]:
-    from bot.cluster import ClusterError
-
     async with cluster:
-        if not await cluster.ping():
-            raise ClusterError("the Kubernetes API server does not answer (check kubeconfig/context)")
+        await cluster.require_reachable()  # an unreachable cluster is an error, not an empty one
         return await collect_and_diagnose(cluster, scope, settings=settings, hosts=hosts)

@@ -9,13 +9,19 @@ import json
 import os
 import sys
 
-from bot.cli.common import load_cli_config, report_config_error
+from bot.cli.common import load_cli_config, reachable_cluster, report_config_error
+from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
 from bot.store import Store
 from bot.summary import HealthSummary, SummaryDeps, build_summary, render_text, summary_to_json
 
 
 async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummary:
+    if getattr(args, "snapshot", None) is None:
+        # Asked first, like diagnose and validate: "cannot reach the Kubernetes API at URL: REASON"
+        # is the whole answer, not a summary of a cluster nothing could be read from.
+        async with reachable_cluster(config):
+            pass
     store: Store | None = None
     if getattr(args, "config", None):
         # Only with a config file: its store holds incidents, remediations and the previous summary.
@@ -40,6 +46,9 @@ def cli_summary(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = asyncio.run(_cli_summary(args, config))
+    except ClusterError as exc:  # no kubeconfig, or the API server is down or refusing: one line
+        print(f"pitcrew summary: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # the store file could not be opened
         print(f"pitcrew summary: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
