@@ -25,10 +25,12 @@ from bot.alertmanager import (
     parse_webhook,
 )
 from bot.incidents import WebhookCommitter
-from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample
+from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample, register_build_info
 from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
+from bot.remediate import EXECUTION_OUTCOMES, execution_counter
 from bot.store import Store, StoreError
+from bot.version import version
 from bot.wiring.leader import leader_ctx
 from bot.wiring.schedule import scheduler_ctx
 from bot.wiring.slack import SLACK_EVENTS_PATH, handle_slack_events, slack_ctx
@@ -81,6 +83,11 @@ def create_app(
     registry = MetricsRegistry()
     app[keys.METRICS] = registry
     app[keys.INTAKE_METRICS] = IntakeMetrics.register(registry, (*REJECTION_REASONS, STORE_ERROR_REASON))
+    register_build_info(registry, version())
+    # Known label values at 0 from the start, so rates and alerts see 0, not "no data".
+    execution_counter(registry).preset(
+        *({"namespace": ns, "outcome": o} for ns in config.cluster.namespaces for o in EXECUTION_OUTCOMES)
+    )
     app[keys.READINESS_PROBES] = []
     if processor is not None:
         app[keys.PROCESSOR] = processor

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from bot.model import (
+    AUDIT_DIAGNOSED,
+    AUDIT_DIAGNOSIS_FAILED,
+    AUDIT_DIAGNOSIS_SKIPPED,
+    AUDIT_PROCESSING_FAILED,
+)
 from bot.redact import redact_json
 
 if TYPE_CHECKING:
     from bot.model import Incident
-    from bot.store import Decision, Execution, Store
+    from bot.store import AuditEntry, Decision, Execution, Store
+
+
+DiagnosisOutcome = Literal["pending", "ok", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,25 @@ class IncidentHistory:
     incident: Incident
     decisions: tuple[Decision, ...]
     execution: Execution | None
+    # How the last diagnosis ended, from the audit log: a failed one (cluster unreachable,
+    # forbidden, every retry failed) is never shown as a diagnosis that found nothing.
+    diagnosis: DiagnosisOutcome = "pending"
+
+
+_DIAGNOSIS_ACTIONS: dict[str, DiagnosisOutcome] = {
+    AUDIT_DIAGNOSED: "ok",
+    AUDIT_DIAGNOSIS_SKIPPED: "skipped",
+    AUDIT_DIAGNOSIS_FAILED: "failed",
+    AUDIT_PROCESSING_FAILED: "failed",
+}
+
+
+def diagnosis_outcome(audit: Sequence[AuditEntry]) -> DiagnosisOutcome:
+    """The outcome of the newest diagnosis entry in an incident's audit log (oldest first)."""
+    for entry in reversed(audit):
+        if entry.action in _DIAGNOSIS_ACTIONS:
+            return _DIAGNOSIS_ACTIONS[entry.action]
+    return "pending"
 
 
 @dataclass(frozen=True)
@@ -38,7 +67,10 @@ async def load_history(store: Store, *, limit: int) -> History:
     for incident in incidents:
         decisions = await store.list_decisions(incident.id)
         executions = await store.list_executions(incident.id, limit=1)
-        entries.append(IncidentHistory(incident, tuple(decisions), executions[0] if executions else None))
+        outcome = diagnosis_outcome(await store.list_audit(incident_id=incident.id))
+        entries.append(
+            IncidentHistory(incident, tuple(decisions), executions[0] if executions else None, outcome)
+        )
     others = [e for e in await store.list_executions(limit=limit) if e.incident_id is None]
     return History(incidents=tuple(entries), other_executions=tuple(others))
 
@@ -70,8 +102,10 @@ def render_text(history: History) -> str:
             lines.append(
                 f"    finding {finding.code} ({finding.severity.value}): {finding.summary} — {steps} step(s)"
             )
-        if inc.diagnosis_error:
-            lines.append(f"    diagnosis error: {inc.diagnosis_error}")
+        if entry.diagnosis == "failed":
+            lines.append(f"    diagnosis FAILED: {inc.diagnosis_error or 'no reason recorded'}")
+        elif inc.diagnosis_error:
+            lines.append(f"    diagnosis note: {inc.diagnosis_error}")
         for decision in entry.decisions:
             reason = f": {decision.reason}" if decision.reason else ""
             lines.append(f"    {decision.decision} by {decision.user_name} {_when(decision.at)}{reason}")
@@ -109,6 +143,7 @@ def render_json(history: History) -> str:
                     "status": e.incident.status.value,
                     "work_state": e.incident.work_state.value,
                     "created_at": e.incident.created_at,
+                    "diagnosis": {"outcome": e.diagnosis, "error": e.incident.diagnosis_error},
                     # Plans quote pod specs and ConfigMap contents exactly: printed redacted.
                     "findings": [redact_json(finding_to_json(f)) for f in e.incident.findings],
                     "decisions": [

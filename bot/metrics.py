@@ -15,7 +15,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Literal, TypeVar, cast
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -266,6 +266,18 @@ def _fmt(value: float) -> str:
     return repr(value)
 
 
+# How processing one incident ended (the `outcome` of pitcrew_incidents_processed_total).
+ProcessOutcome = Literal["ok", "failed", "skipped"]
+PROCESS_OUTCOMES: tuple[ProcessOutcome, ...] = ("ok", "failed", "skipped")
+
+
+def register_build_info(registry: MetricsRegistry, version: str) -> None:
+    """`pitcrew_build_info{version="0.1.0"} 1`: the version running, joinable onto any other series."""
+    registry.gauge("pitcrew_build_info", "pitcrew's version; the value is always 1.", ["version"]).set(
+        1.0, version=version
+    )
+
+
 @dataclass(frozen=True)
 class IntakeMetrics:
     """The intake's own metrics, registered once per app and shared by the handler and the workers."""
@@ -275,6 +287,7 @@ class IntakeMetrics:
     webhook_duration: Histogram
     incident_processing: Histogram
     incident_processing_failures: Counter
+    incidents_processed: Counter
 
     @classmethod
     def register(cls, registry: MetricsRegistry, rejection_reasons: Sequence[str]) -> IntakeMetrics:
@@ -284,6 +297,13 @@ class IntakeMetrics:
             ["reason"],
         )
         rejected.preset(*({"reason": r} for r in rejection_reasons))
+        processed = registry.counter(
+            "pitcrew_incidents_processed_total",
+            "Incidents whose processing ended, by outcome: ok (diagnosed), failed (no diagnosis: the "
+            "cluster could not be read, or every retry failed), skipped (resolved before diagnosis).",
+            ["outcome"],
+        )
+        processed.preset(*({"outcome": o} for o in PROCESS_OUTCOMES))
         return cls(
             webhooks_received=registry.counter(
                 "pitcrew_webhooks_received_total", "Alertmanager webhook requests received."
@@ -303,4 +323,5 @@ class IntakeMetrics:
                 "pitcrew_incident_processing_failures_total",
                 "Incident processing attempts that raised; the incident is retried with backoff.",
             ),
+            incidents_processed=processed,
         )

@@ -345,6 +345,13 @@ class Alert:
         return self.labels.get("alertname", "")
 
 
+# Audit actions that end an incident's diagnosis (`pitcrew history` reads the outcome from them).
+AUDIT_DIAGNOSED = "diagnosed"
+AUDIT_DIAGNOSIS_SKIPPED = "diagnosis skipped"  # its alerts resolved before a worker got to it
+AUDIT_DIAGNOSIS_FAILED = "diagnosis failed"  # a failure retrying cannot fix (no kubeconfig, forbidden)
+AUDIT_PROCESSING_FAILED = "processing-failed"  # every retry failed (e.g. the API server unreachable)
+
+
 class IncidentStatus(enum.StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"

@@ -20,33 +20,40 @@ from bot.cluster import Cluster, ClusterError
 from bot.diagnose import collect_and_diagnose, settings_from_config
 from bot.evidence import Scope
 from bot.hosts import Hosts
-from bot.model import IncidentStatus, WorkState
+from bot.metrics import ProcessOutcome
+from bot.model import (
+    AUDIT_DIAGNOSED,
+    AUDIT_DIAGNOSIS_FAILED,
+    AUDIT_DIAGNOSIS_SKIPPED,
+    IncidentStatus,
+    WorkState,
+)
 from bot.remediate import DryRunFailed, dry_run
 from bot.wiring.slack import post_incident
 
 _log = logging.getLogger(__name__)
 
 
-async def process_incident(app: web.Application, incident_id: int) -> None:
+async def process_incident(app: web.Application, incident_id: int) -> ProcessOutcome | None:
     """Diagnose one pending incident and publish the result. Raising makes the worker retry later
-    (with backoff, then it records the failure): only temporary trouble should raise."""
+    (with backoff, then it records the failure): only temporary trouble should raise. Returns how it
+    ended ("failed": recorded as not diagnosable, never counted as ok; None: nothing to do)."""
     store = app[keys.STORE]
     config = app[keys.CONFIG]
     incident = await store.get_incident(incident_id)
     if incident is None or incident.work_state is not WorkState.PENDING:
-        return
+        return None
     if incident.status is IncidentStatus.RESOLVED:
         # Resolved before we got to it: nothing to fix, and no Approve button for a healed cluster.
-        await store.save_diagnosis(
-            incident_id, (), dry_run_diff=None, error="alerts resolved before diagnosis; nothing to do"
-        )
+        reason = "alerts resolved before diagnosis; nothing to do"
+        await store.save_diagnosis(incident_id, (), dry_run_diff=None, error=reason)
+        await store.audit("pitcrew", AUDIT_DIAGNOSIS_SKIPPED, incident_id=incident_id, detail=reason)
         await post_incident(app, incident_id)
-        return
+        return "skipped"
 
     cluster = app.get(keys.CLUSTER)
     if cluster is None:
-        await _cannot_diagnose(app, incident_id, app.get(keys.CLUSTER_ERROR) or "no Kubernetes client")
-        return
+        return await _cannot_diagnose(app, incident_id, app.get(keys.CLUSTER_ERROR) or "no Kubernetes client")
     scope = Scope.from_alerts(incident.alerts, config.cluster.namespaces)
     try:
         _, diagnosis = await collect_and_diagnose(
@@ -55,8 +62,7 @@ async def process_incident(app: web.Application, incident_id: int) -> None:
     except ClusterError as exc:
         if exc.temporary:
             raise  # the worker retries with backoff (and records the failure if it persists)
-        await _cannot_diagnose(app, incident_id, str(exc))
-        return
+        return await _cannot_diagnose(app, incident_id, str(exc))
     notes = [*diagnosis.collection_errors, *diagnosis.handler_errors]
 
     diff: str | None = None
@@ -73,22 +79,24 @@ async def process_incident(app: web.Application, incident_id: int) -> None:
     codes = ", ".join(f.code for f in diagnosis.findings) or "none"
     await store.audit(
         "pitcrew",
-        "diagnosed",
+        AUDIT_DIAGNOSED,
         incident_id=incident_id,
         detail=f"{len(diagnosis.findings)} finding(s): {codes}",
     )
     _log.info("incident %d diagnosed: %s", incident_id, codes)
     await post_incident(app, incident_id)
+    return "ok"
 
 
-async def _cannot_diagnose(app: web.Application, incident_id: int, reason: str) -> None:
+async def _cannot_diagnose(app: web.Application, incident_id: int, reason: str) -> ProcessOutcome:
     """A failure retrying cannot fix: the alert is still shown in Slack, saying why it is unexplained."""
     await app[keys.STORE].save_diagnosis(
         incident_id, (), dry_run_diff=None, error=f"cannot diagnose: {reason}"
     )
-    await app[keys.STORE].audit("pitcrew", "diagnosis failed", incident_id=incident_id, detail=reason)
+    await app[keys.STORE].audit("pitcrew", AUDIT_DIAGNOSIS_FAILED, incident_id=incident_id, detail=reason)
     _log.error("incident %d: cannot diagnose: %s", incident_id, reason)
     await post_incident(app, incident_id)
+    return "failed"
 
 
 async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from bot.hosts import HostBackup, HostError
 from bot.model import (
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Outcome = Literal["succeeded", "failed", "rolled-back", "refused"]
+EXECUTION_OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 EventSink = Callable[[StepEvent], Awaitable[None]]
 Confirm = Callable[[int, Step], Awaitable[bool]]
 

@@ -17,13 +17,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.model import WorkState
+from bot.model import AUDIT_PROCESSING_FAILED, WorkState
 
 if TYPE_CHECKING:
-    from bot.metrics import IntakeMetrics
+    from bot.metrics import IntakeMetrics, ProcessOutcome
     from bot.store import Store
 
-Processor = Callable[[int], Awaitable[None]]
+# A processor says how the incident's processing ended ("failed": recorded as not diagnosable;
+# "skipped": nothing to do); None means "ok". Raising means "try again later".
+Processor = Callable[[int], Awaitable["ProcessOutcome | None"]]
 
 _log = logging.getLogger(__name__)
 
@@ -166,9 +168,10 @@ class IncidentWorkers:
         started = time.perf_counter()
         outcome = "error"
         try:
-            await self._processor(incident_id)
-            outcome = "ok"
+            outcome = await self._processor(incident_id) or "ok"
             self._retries.pop(incident_id, None)
+            if self._metrics is not None:
+                self._metrics.incidents_processed.inc(outcome=outcome)
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
@@ -216,6 +219,10 @@ class IncidentWorkers:
             if incident is None or incident.work_state is not WorkState.PENDING:
                 return
             await self._store.save_diagnosis(incident_id, (), dry_run_diff=None, error=reason)
-            await self._store.audit("pitcrew", "processing-failed", incident_id=incident_id, detail=reason)
+            await self._store.audit(
+                "pitcrew", AUDIT_PROCESSING_FAILED, incident_id=incident_id, detail=reason
+            )
+            if self._metrics is not None:
+                self._metrics.incidents_processed.inc(outcome="failed")
         except Exception:
             _log.exception("incident %d: could not record the processing failure", incident_id)

@@ -52,7 +52,7 @@ def test_no_kubeconfig_says_which_file_is_missing(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "pitcrew diagnose: cannot load kubeconfig ~/.kube/config"
-        " (the default; pass --kubeconfig or set cluster.kubeconfig): no such file"
+        " (the default; set cluster.kubeconfig or $KUBECONFIG): no such file"
     )
 
 
@@ -90,3 +90,12 @@ def test_every_verb_reports_a_bad_config_the_same_way(
     assert len(lines) == 2 and captured.out == ""
     assert lines[0].startswith(f"pitcrew {argv[0]}: bad config: server.colour: ")
     assert lines[1].startswith(f"pitcrew {argv[0]}: bad config: workers.concurrency: ")
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"pitcrew {importlib.metadata.version('pitcrew')}\n"

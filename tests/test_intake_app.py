@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import importlib.metadata
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -330,12 +331,21 @@ async def test_health_ready_and_metrics(client: TestClient[Any, Any]) -> None:
     checks = (await ready.json())["checks"]
     assert checks["store"] == "ok"
     assert checks["cluster"].startswith("cannot load kubeconfig")
+    assert "--kubeconfig" not in checks["cluster"]  # serve has no such flag: never suggest it
     text = await (await client.get("/metrics")).text()
     assert "# TYPE pitcrew_webhooks_received_total counter" in text
     assert "# TYPE pitcrew_incidents gauge" in text
     assert "# TYPE pitcrew_webhook_duration_seconds histogram" in text
     for reason in ("unauthorized", "too_large", "invalid_json", "invalid_schema", "unknown_version"):
         assert f'pitcrew_webhooks_rejected_total{{reason="{reason}"}} 0' in text
+    # Known label values are exported at 0 from the start: dashboards and alerts see 0, not "no data".
+    lines = text.splitlines()
+    for outcome in ("ok", "failed", "skipped"):
+        assert f'pitcrew_incidents_processed_total{{outcome="{outcome}"}} 0' in lines
+    for outcome in ("succeeded", "failed", "rolled-back", "refused"):
+        assert f'pitcrew_executions_total{{namespace="monitoring",outcome="{outcome}"}} 0' in lines
+    assert "pitcrew_incident_processing_failures_total 0" in lines
+    assert f'pitcrew_build_info{{version="{importlib.metadata.version("pitcrew")}"}} 1' in lines
 
 
 async def test_readiness_probe_added_by_another_resource(client: TestClient[Any, Any]) -> None:

@@ -22,6 +22,8 @@ from aiohttp.test_utils import TestClient
 from bot import keys
 from bot.app import create_app
 from bot.config import Config, parse_config
+from bot.history import load_history, render_json
+from bot.history import render_text as render_history_text
 from bot.model import Incident, IncidentStatus, WorkState
 from bot.pipeline import process_incident
 from tests.support.kube import KubeHarness
@@ -151,9 +153,61 @@ async def test_unreachable_cluster_keeps_the_alert_and_records_why(
     incident_id = (await answer.json())["incident_id"]
     incident = await wait_for(client, incident_id, lambda i: i.work_state is WorkState.DIAGNOSED)
     assert incident.findings == ()
-    assert incident.diagnosis_error is not None
-    assert "cannot list" in incident.diagnosis_error or "processing failed" in incident.diagnosis_error
+    # Nothing could be read: a failed diagnosis (retried, then given up), never "no problems found".
+    assert incident.diagnosis_error == (
+        "processing failed after 2 attempts: ClusterError: "
+        f"cannot reach the Kubernetes API at http://127.0.0.1:{port}: connection refused"
+    )
     assert [a.fingerprint for a in incident.alerts] == ["aa11"]
+    await assert_recorded_as_failed(client, incident_id, incident.diagnosis_error)
+
+
+async def assert_recorded_as_failed(client: TestClient[Any, Any], incident_id: int, error: str) -> None:
+    """The failure is in `history` (text and JSON) and counted as failed in /metrics, never as ok."""
+    history = await load_history(client.app[keys.STORE], limit=5)
+    (entry,) = [e for e in json.loads(render_json(history))["incidents"] if e["id"] == incident_id]
+    assert entry["diagnosis"] == {"outcome": "failed", "error": error}
+    assert f"    diagnosis FAILED: {error}" in render_history_text(history).splitlines()
+    metrics = (await (await client.get("/metrics")).text()).splitlines()
+    assert 'pitcrew_incidents_processed_total{outcome="failed"} 1' in metrics
+    assert 'pitcrew_incidents_processed_total{outcome="ok"} 0' in metrics
+    assert not [
+        m
+        for m in metrics
+        if m.startswith("pitcrew_incident_processing_duration_seconds_count") and 'outcome="ok"' in m
+    ]
+
+
+async def test_forbidden_everywhere_is_a_failed_diagnosis_not_a_healthy_one(
+    tmp_path: Path, aiohttp_client: ClientFactory, kube: KubeHarness
+) -> None:
+    for resource in (
+        "pods",
+        "events",
+        "services",
+        "endpoints",
+        "endpointslices",
+        "statefulsets",
+        "deployments",
+        "daemonsets",
+        "replicasets",
+        "configmaps",
+        "persistentvolumeclaims",
+        "nodes",
+        "persistentvolumes",
+        "storageclasses",
+    ):
+        kube.forbid(resource)
+    client = await aiohttp_client(create_app(make_config(tmp_path, kube.kubeconfig)))
+    answer = await client.post("/webhooks/alertmanager", json=seed_alert_payload(), headers=AUTH)
+    incident_id = (await answer.json())["incident_id"]
+    incident = await wait_for(client, incident_id, lambda i: i.work_state is WorkState.DIAGNOSED)
+    error = incident.diagnosis_error or ""
+    assert error.startswith(f"cannot diagnose: the Kubernetes API at {kube.url} refused every read: ")
+    assert error.endswith("refused every read: forbidden")
+    audit = await client.app[keys.STORE].list_audit(incident_id=incident_id)
+    assert [e.action for e in audit] == ["diagnosis failed"]  # a 403 is permanent: not retried
+    await assert_recorded_as_failed(client, incident_id, error)
 
 
 async def test_no_usable_kubeconfig_is_recorded_at_once_not_retried(

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Diagnose, remediate and validate a Kubernetes monitoring stack.",
         epilog="`pitcrew VERB --help` shows a verb's options. " + EXIT_CODES,
     )
+    from bot.version import version
+
+    parser.add_argument("--version", action="version", version=f"pitcrew {version()}")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = _verb(sub, "serve", "run the service (webhook intake, Slack, schedules) until SIGTERM")
