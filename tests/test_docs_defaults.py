@@ -23,7 +23,13 @@ INLINE = re.compile(
 )
 
 
+# Options whose default is computed (None in the dataclass means "the built-in default").
+EFFECTIVE = {"store.path": lambda config: config.store.sqlite_path}
+
+
 def _lookup(root: Any, dotted: str) -> Any:
+    if isinstance(root, Config) and dotted in EFFECTIVE:
+        return EFFECTIVE[dotted](root)
     value = root
     for part in dotted.split("."):
         value = value[part] if isinstance(value, dict) else getattr(value, part)

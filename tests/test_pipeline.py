@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -26,7 +27,7 @@ from bot.history import load_history, render_json
 from bot.history import render_text as render_history_text
 from bot.model import Incident, IncidentStatus, WorkState
 from bot.pipeline import process_incident
-from tests.support.kube import KubeHarness
+from tests.support.kube import KubeHarness, describe_request
 from tests.support.kube_writes import WriteSemantics, live_object
 
 TOKEN = "pipeline-webhook-token"
@@ -181,23 +182,12 @@ async def assert_recorded_as_failed(client: TestClient[Any, Any], incident_id: i
 async def test_forbidden_everywhere_is_a_failed_diagnosis_not_a_healthy_one(
     tmp_path: Path, aiohttp_client: ClientFactory, kube: KubeHarness
 ) -> None:
-    for resource in (
-        "pods",
-        "events",
-        "services",
-        "endpoints",
-        "endpointslices",
-        "statefulsets",
-        "deployments",
-        "daemonsets",
-        "replicasets",
-        "configmaps",
-        "persistentvolumeclaims",
-        "nodes",
-        "persistentvolumes",
-        "storageclasses",
-    ):
-        kube.forbid(resource)
+    async def forbid_every_list(request: kmock.Request, harness: KubeHarness) -> None:
+        if describe_request(request).verb == "list":
+            raise kmock.KubernetesError(status=403, reason="Forbidden", message="forbidden", details={})
+        return None
+
+    kube.middlewares.insert(0, forbid_every_list)
     client = await aiohttp_client(create_app(make_config(tmp_path, kube.kubeconfig)))
     answer = await client.post("/webhooks/alertmanager", json=seed_alert_payload(), headers=AUTH)
     incident_id = (await answer.json())["incident_id"]
