@@ -21,6 +21,7 @@ from handlers import (
     oom_killed,
     pod_unschedulable,
     pvc_pending,
+    rbac_forbidden,
     readiness_probe,
     service_no_endpoints,
     service_selector_mismatch,
@@ -38,6 +39,7 @@ HANDLERS: tuple[ModuleType, ...] = (
     image_pull_failure,
     pvc_pending,
     pod_unschedulable,
+    rbac_forbidden,
     node_not_ready,
     service_selector_mismatch,
     service_no_endpoints,
@@ -61,6 +63,7 @@ POD_CAUSE_CODES = frozenset(
         image_pull_failure.CODE,
         pvc_pending.CODE,
         pod_unschedulable.CODE,
+        rbac_forbidden.CODE,
     }
 )
 
