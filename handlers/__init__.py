@@ -19,6 +19,7 @@ from handlers import (
     loki_frontend_worker,
     node_not_ready,
     oom_killed,
+    pod_evicted,
     pod_unschedulable,
     pvc_pending,
     rbac_forbidden,
@@ -40,6 +41,7 @@ HANDLERS: tuple[ModuleType, ...] = (
     pvc_pending,
     pod_unschedulable,
     rbac_forbidden,
+    pod_evicted,
     node_not_ready,
     service_selector_mismatch,
     service_no_endpoints,
@@ -64,6 +66,7 @@ POD_CAUSE_CODES = frozenset(
         pvc_pending.CODE,
         pod_unschedulable.CODE,
         rbac_forbidden.CODE,
+        pod_evicted.CODE,
     }
 )
 
