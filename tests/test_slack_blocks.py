@@ -8,10 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from bot.model import Finding, IncidentStatus, ObjectRef, Plan, RestartPodStep, Severity, StepEvent, WorkState
+from bot.model import (
+    CheckResult,
+    Finding,
+    IncidentStatus,
+    ObjectRef,
+    Plan,
+    RestartPodStep,
+    Severity,
+    StepEvent,
+    WorkState,
+)
 from bot.slack import blocks as B
 from bot.slack import details as D
 from bot.slack import limits
+from bot.slack import progress as P
 from tests.support.slack import sample_findings, sample_incident
 
 NOW = 1_700_000_000.0
@@ -428,14 +439,46 @@ def test_configmap_diff_secrets_never_reach_slack() -> None:
 )
 def test_step_event_lines(event: StepEvent, expected: str) -> None:
     assert B.step_event_line(event) == expected
-    assert limits.check_message(B.render_step_event(event).to_json()) == []
+    progress = P.apply(P.start("Fix"), event)
+    assert limits.check_message(P.render(progress).to_json()) == []
 
 
-def test_final_message_offers_rollback() -> None:
-    message = B.render_final("succeeded", "all checks pass", 5, offer_rollback=True)
+def test_final_message_offers_rollback_and_says_the_outcome_once() -> None:
+    checks = (CheckResult("pods-ready", "pass", "prometheus-0 Ready"), CheckResult("loki", "warn", "slow"))
+    message = P.render_final(
+        "succeeded", "all checks pass", 5, offer_rollback=True, checks=checks, by="<@UALICE>", seconds=72
+    )
     assert _action_ids(message) == [B.ACTION_ROLLBACK]
     assert limits.check_message(message.to_json()) == []
-    assert _action_ids(B.render_final("rolled-back", "restored", 5, offer_rollback=False)) == []
+    text = json.dumps(message.to_json(), ensure_ascii=False)
+    assert "✅ *Fixed* by <@UALICE> in 1m12s — execution e-5" in text
+    assert "✅ `pods-ready` prometheus-0 Ready" in text and "⚠️ `loki` slow" in text
+    assert _action_ids(P.render_final("rolled-back", "restored", 5, offer_rollback=False)) == []
+
+
+def test_living_status_folds_events_into_one_message() -> None:
+    findings = sample_findings()
+    progress = P.start("Fix", P.planned_steps(findings))
+    events = [
+        StepEvent(4, 0, "patch", "started", "monitoring/StatefulSet/prometheus: set securityContext"),
+        StepEvent(4, 0, "patch", "done", "patched", backup_id="b-9"),
+        StepEvent(4, 1, "restart-pod", "done", "deleted prometheus-0"),
+        StepEvent(4, 2, "wait-ready", "progress", "waiting for Ready", elapsed_seconds=12.4),
+        StepEvent(4, -1, "validate", "started", "validating monitoring"),
+        StepEvent(4, -1, "validate", "done", "3 checks passed (0 with warnings)"),
+        StepEvent(4, -1, "execution", "done", "succeeded: all steps done"),
+    ]
+    for event in events:
+        progress = P.apply(progress, event)
+    text = json.dumps(P.render(progress).to_json(), ensure_ascii=False)
+    assert "Fix in progress* — execution e-4" in text
+    assert "✅ 1. *patch* `statefulset/prometheus -n monitoring` set securityContext" in text
+    assert "— patched · backup `b-9`" in text
+    assert "⏳ 3. *wait-ready* `pod/prometheus-0 -n monitoring` wait for prometheus-0 Ready" in text
+    assert "(12/60 s)" in text
+    assert text.count("validate") == 1 and "3 checks passed" in text
+    assert "succeeded" not in text  # the final reply says the outcome, once
+    assert "Fix: steps of execution e-4" in json.dumps(P.render(progress, finished=True).to_json())
 
 
 def test_details_and_lists_within_limits() -> None:

@@ -196,18 +196,16 @@ async def test_alert_to_approved_fix_in_slack(
                 'pitcrew_executions_total{namespace="monitoring",outcome="succeeded"} 1' in await resp.text()
             )
 
-        replies = [c.args["text"] for c in thread(slack_api, ts)]
-        step_lines = [r for r in replies if r.startswith(("▶️ step", "✅ step", "⏳ step"))]
-        assert step_lines, replies
-        # Thread replies arrive in execution order: every step starts before it is done, step
-        # numbers never go backwards, validation after the steps, the final message last.
-        numbers = [int(r.split()[2]) for r in step_lines]
-        assert numbers == sorted(numbers), step_lines
-        assert any("backup `b-" in r for r in replies)
-        first_validate = next(i for i, r in enumerate(replies) if "validate" in r)
-        last_step = max(i for i, r in enumerate(replies) if r in step_lines)
-        assert first_validate > last_step
-        assert "Execution" in replies[-1] and "succeeded" in replies[-1]
+        # The thread: the details reply, one living status of the execution, one final reply.
+        details, status, final = thread(slack_api, ts)
+        assert "Details of incident" in details.text
+        shown = json.dumps(slack_api.message(channel, status.response["ts"]), ensure_ascii=False)
+        # Every step of the real executor, in order, each done; the backup ids; validation after them.
+        marks = [shown.index(f"✅ {i}. *") for i in range(1, 5)]
+        assert marks == sorted(marks), shown
+        assert "backup `b-" in shown and shown.index("*validate*") > marks[-1]
+        assert "✅ *Fixed* by <@UALICE>, <@UBOB> in " in final.text and "succeeded" not in shown
+        assert B.ACTION_ROLLBACK in final.action_ids()
 
         await slack_api.wait_for(
             lambda a: B.ACTION_ROLLBACK in parent_versions(a, ts)[-1].action_ids(),

@@ -47,9 +47,7 @@ def test_preview_without_an_alert_is_a_manual_diagnosis(capsys: pytest.CaptureFi
     assert "thread" not in rendered and len(links) == 1
 
 
-def test_preview_bad_input_is_one_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_preview_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "alert.json"
     bad.write_text('{"version": "4"}')
     assert main(["slack", "preview", "--snapshot", SEED, "--alert", str(bad)]) == 2

@@ -132,3 +132,23 @@ def test_links_escaping_and_redaction() -> None:
     assert "<https://slack.com/archives/C0MON/p1800000000000100|#7>" in text  # in the incidents list
     assert "datasource &lt;loki&gt; &amp; co: password=*** rejected" in text
     assert "hunter2" not in text
+
+
+def test_remediations_name_people_as_mentions() -> None:
+    import dataclasses
+
+    from bot.slack.summary_blocks import remediations_section
+    from bot.summary import RemediationLine
+
+    lines = (
+        RemediationLine(
+            3, 7, "slack:UALICE,UBOB", ("monitoring/StatefulSet/p",), "succeeded", "ok", NOW, NOW
+        ),
+        RemediationLine(4, None, "cli", (), "failed", "", NOW, NOW),
+        RemediationLine(5, None, "slack:<!channel>", (), "failed", "", NOW, NOW),
+    )
+    summary = dataclasses.replace(_summary([], ("monitoring",)), remediations=lines)
+    text = remediations_section(summary)["text"]["text"]
+    assert "• execution e-3 for incident #7 by <@UALICE>, <@UBOB>: *succeeded*" in text
+    assert "by cli" in text and "slack:UALICE" not in text
+    assert "<!channel>" not in text  # not an id: shown as escaped text

@@ -585,26 +585,6 @@ def step_event_line(event: StepEvent) -> str:
     return line
 
 
-def render_step_event(event: StepEvent) -> Message:
-    line = step_event_line(event)
-    return Message(text=truncate(line, 3000), blocks=(section(escape(line)),))
-
-
-def render_final(outcome: str, detail: str, execution_id: int, *, offer_rollback: bool) -> Message:
-    mark = {"succeeded": "✅", "failed": "❌", "rolled-back": "↩️"}.get(outcome, "•")
-    text = f"{mark} Execution {execution_id} {outcome}: {redact(detail)}"
-    blocks: list[Block] = [section(escape(text))]
-    if offer_rollback:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": f"execution-{execution_id}",
-                "elements": [rollback_button(execution_id)],
-            }
-        )
-    return Message(text=truncate(text, 3000), blocks=tuple(blocks))
-
-
 def render_note(text: str) -> Message:
     return Message(text=truncate(redact(text), 3000), blocks=(section(escape(redact(text))),))
 
@@ -636,7 +616,7 @@ def render_checks(title: str, checks: Sequence[CheckResult]) -> Message:
     marks = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
     lines = [f"{marks.get(c.status, '•')} `{escape(c.name)}` {escape(redact(c.detail))}" for c in checks]
     blocks: list[Block] = [section(f"*{escape(title)}*")]
-    blocks.extend(_chunk_lines(lines or ["(no checks ran)"], limits.MAX_MESSAGE_BLOCKS - 1))
+    blocks.extend(chunk_lines(lines or ["(no checks ran)"], limits.MAX_MESSAGE_BLOCKS - 1))
     failed = sum(1 for c in checks if c.status == "fail")
     return Message(text=f"{title}: {failed} failed of {len(checks)}", blocks=tuple(blocks))
 
@@ -646,7 +626,7 @@ def render_check_line(check: CheckResult) -> str:
     return f"{marks.get(check.status, '•')} check {check.name}: {redact(check.detail)}"
 
 
-def _chunk_lines(lines: Sequence[str], max_blocks: int) -> list[Block]:
+def chunk_lines(lines: Sequence[str], max_blocks: int) -> list[Block]:
     """Lines packed into as few sections as the 3,000-character limit allows."""
     blocks: list[Block] = []
     current = ""
@@ -664,9 +644,10 @@ def _chunk_lines(lines: Sequence[str], max_blocks: int) -> list[Block]:
     return blocks
 
 
-def render_lines(title: str, lines: Sequence[str]) -> Message:
+def render_lines(title: str, lines: Sequence[str], *, mrkdwn_lines: bool = False) -> Message:
+    """A titled list; `lines` are plain text (escaped here) unless `mrkdwn_lines` says they are
+    mrkdwn already (mentions in them stay mentions)."""
     blocks: list[Block] = [section(f"*{escape(title)}*")]
-    blocks.extend(
-        _chunk_lines([escape(redact(line)) for line in lines] or ["(none)"], limits.MAX_MESSAGE_BLOCKS - 1)
-    )
+    shown = [line if mrkdwn_lines else escape(redact(line)) for line in lines]
+    blocks.extend(chunk_lines(shown or ["(none)"], limits.MAX_MESSAGE_BLOCKS - 1))
     return Message(text=title, blocks=tuple(blocks))

@@ -217,6 +217,16 @@ class IncidentMessages:
         await self._queue_reply(incident_id, message)
         self._wake()
 
+    async def living(self, incident_id: int, key: str, message: B.Message) -> None:
+        """Post `message` in the thread the first time `key` is used, edit it in place after."""
+        await enqueue(
+            self._store,
+            incident_thread(incident_id),
+            "chat.postMessage",
+            OutboxPayload("living", message.to_json(), incident_id, key=key),
+        )
+        self._wake()
+
     async def _queue_reply(self, incident_id: int, message: B.Message) -> None:
         await enqueue(
             self._store,

@@ -11,6 +11,9 @@ first post is answered) is resolved at delivery time:
 - `parent`: the incident's message. Posted once (its channel/ts saved with `set_slack_message`);
   every later `parent` item becomes `chat.update` of that same message, never a second post.
 - `reply`: a thread reply; `thread_ts` and channel come from the incident's message.
+- `living`: a thread reply that is posted once and then edited in place (an execution's status):
+  the first item posts it and saves its `ts` under the payload's `key`; later items of the same key
+  become `chat.update` of it.
 - `plain`: sent as is (also any item whose payload is just the Web API arguments, like the
   scheduled health summaries the schedule module queues).
 """
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-Role = Literal["parent", "reply", "plain"]
+Role = Literal["parent", "reply", "living", "plain"]
 
 # Slack error codes worth retrying; anything else in an `ok: false` answer is permanent.
 TRANSIENT_ERRORS = frozenset(
@@ -62,9 +65,13 @@ class OutboxPayload:
     role: Role
     args: Mapping[str, Any]
     incident_id: int | None = None
+    key: str | None = None  # a `living` message's name, e.g. "7:execution:12"
 
     def dumps(self) -> str:
-        return json.dumps({"role": self.role, "args": dict(self.args), "incident_id": self.incident_id})
+        data: dict[str, Any] = {"role": self.role, "args": dict(self.args), "incident_id": self.incident_id}
+        if self.key is not None:
+            data["key"] = self.key
+        return json.dumps(data)
 
     @classmethod
     def loads(cls, text: str) -> OutboxPayload:
@@ -75,9 +82,17 @@ class OutboxPayload:
             raise ValueError("outbox payload is not a JSON object")
         if "role" not in data or "args" not in data:
             return cls(role="plain", args=data)
-        if data["role"] not in ("parent", "reply", "plain") or not isinstance(data["args"], dict):
+        if data["role"] not in ("parent", "reply", "living", "plain") or not isinstance(data["args"], dict):
             raise ValueError(f"outbox payload has an unknown role {data['role']!r}")
-        return cls(role=data["role"], args=data["args"], incident_id=data.get("incident_id"))
+        key = data.get("key")
+        if data["role"] == "living" and not isinstance(key, str):
+            raise ValueError("a living outbox payload needs a key")
+        return cls(role=data["role"], args=data["args"], incident_id=data.get("incident_id"), key=key)
+
+
+def living_key(key: str) -> str:
+    """Where a living message's `ts` is kept (the store's kv table)."""
+    return f"slack.living.{key}"
 
 
 def incident_thread(incident_id: int) -> str:
@@ -192,6 +207,8 @@ class OutboxWorker:
                 await self._store.set_slack_message(
                     payload.incident_id, str(response["channel"]), str(response["ts"])
                 )
+            if payload.role == "living" and method == "chat.postMessage" and payload.key is not None:
+                await self._store.set_kv(living_key(payload.key), str(response["ts"]))
             await self._store.mark_outbox_sent(item.id, json.dumps(_small(response)))
             self._count("sent")
         except _Transient as exc:
@@ -235,6 +252,11 @@ class OutboxWorker:
         if message is None:
             raise _Permanent(f"incident {payload.incident_id} has no Slack message to reply to")
         channel, ts = message
+        if payload.role == "living" and payload.key is not None:
+            posted = await self._store.get_kv(living_key(payload.key))
+            if posted:
+                args.update(channel=channel, ts=posted)
+                return "chat.update", args
         args.update(channel=channel, thread_ts=ts)
         return method, args
 

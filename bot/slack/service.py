@@ -332,9 +332,7 @@ class SlackService:
         # click, and expects it acknowledged.
         await ack()
 
-    async def _on_details(
-        self, ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any
-    ) -> None:
+    async def _on_details(self, ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
         await ack()
         incident_id = _button_id(body)
         trigger_id = str(body.get("trigger_id", ""))
@@ -462,11 +460,14 @@ class SlackService:
             case C.History(limit=limit):
                 executions = await self.store.list_executions(limit=limit)
                 lines = [
-                    f"execution e-{e.id} · incident {_ref(e.incident_id)} · {e.status}"
-                    f" · by {e.actor} · {B.when(e.started_at)} · {e.detail}"
+                    B.escape(
+                        B.redact(f"execution e-{e.id} · incident {_ref(e.incident_id)} · {e.status} · by ")
+                    )
+                    + (B.actor_mentions(e.actor) if _slack_actor(e.actor) else B.escape(e.actor))
+                    + B.escape(B.redact(f" · {B.when(e.started_at)} · {e.detail}"))
                     for e in executions
                 ]
-                return B.render_lines(f"Last {len(executions)} execution(s)", lines)
+                return B.render_lines(f"Last {len(executions)} execution(s)", lines, mrkdwn_lines=True)
             case C.Rollback(ref=ref):
                 return B.render_note(await self._rollback(ref, actor))
             case C.Silence():
@@ -583,6 +584,12 @@ class SlackService:
         if self.tools.wake_workers is not None:
             self.tools.wake_workers()
         return f"Diagnosing {scope} (incident #{result.incident_id}); the result will be posted here."
+
+
+def _slack_actor(actor: str) -> bool:
+    """An actor that is Slack user ids (`slack:UALICE,UBOB`), shown as mentions."""
+    ids = actor.removeprefix("slack:").split(",")
+    return actor.startswith("slack:") and all(i.strip().isalnum() for i in ids)
 
 
 def _ref(incident_id: int | None) -> str:

@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.slack import limits
-from bot.slack.blocks import Block, Message, context, escape, plain, redact, section, truncate
+from bot.slack.blocks import (
+    Block,
+    Message,
+    actor_mentions,
+    context,
+    escape,
+    plain,
+    redact,
+    section,
+    truncate,
+)
 from bot.summary import (
     HealthSummary,
     IncidentLine,
@@ -165,7 +175,16 @@ def _remediation_line(r: RemediationLine) -> str:
     elif r.incident_id is not None:
         about = f" for incident #{r.incident_id}"
     detail = f": {_text(truncate(r.detail, 200))}" if r.detail else ""
-    return f"• execution {r.execution_id}{about} by {_text(r.actor)}: *{r.status}*{detail}"
+    return f"• execution e-{r.execution_id}{about} by {_who(r.actor)}: *{r.status}*{detail}"
+
+
+def _who(actor: str) -> str:
+    """People as Slack mentions (`slack:UALICE,UBOB`), any other actor (`cli`) as escaped text."""
+    if actor.startswith("slack:") and all(
+        part.strip().isalnum() for part in actor.removeprefix("slack:").split(",")
+    ):
+        return actor_mentions(actor)
+    return _text(actor)
 
 
 def remediations_section(summary: HealthSummary) -> Block:

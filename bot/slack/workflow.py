@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.model import Finding, IncidentStatus, ObjectRef, StepEvent, WorkState
 from bot.slack import blocks as B
+from bot.slack import progress as P
 from bot.slack.approvers import Verdict, approvals_needed, check, plan_codes, plan_namespaces
 from bot.slack.messages import IncidentMessages
 from bot.slack.settings import SlackSettings
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 _log = logging.getLogger(__name__)
+
+# Waiting steps report progress every few seconds; the living status shows it at most this often.
+PROGRESS_UPDATE_SECONDS = 5.0
 
 EventSink = Callable[[StepEvent], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
@@ -162,10 +166,20 @@ class Workflow:
     async def _run_execution(
         self, incident_id: int, findings: Sequence[Finding], actor: Actor, approvers: str
     ) -> None:
+        # The thread gets one living status (edited as steps progress) and one final reply; the
+        # parent follows step starts, failures and plan-level events (chat.update is rate-limited).
+        progress = P.start("Fix", P.planned_steps(findings))
+        shown_at = -1e9
+
         async def on_event(event: StepEvent) -> None:
-            await self._messages.reply(incident_id, B.render_step_event(event))
-            # Every event is in the thread; the parent follows step starts, failures and plan-level
-            # events only, which halves the chat.update calls (Slack rate-limits them per channel).
+            nonlocal progress, shown_at
+            progress = P.apply(progress, event)
+            now = time.monotonic()
+            if event.phase != "progress" or now - shown_at >= PROGRESS_UPDATE_SECONDS:
+                shown_at = now
+                await self._messages.living(
+                    incident_id, f"{incident_id}:execution:{event.execution_id}", P.render(progress)
+                )
             refresh = event.phase in ("started", "failed") or event.step_index < 0
             await self._messages.set_status(incident_id, B.step_event_line(event), refresh=refresh)
 
@@ -191,14 +205,27 @@ class Workflow:
                 await self._messages.reply(incident_id, B.render_note(f"⛔ Not executed: {result.detail}"))
                 await self._messages.post(incident_id)
             return
-        checks = tuple(getattr(result, "checks", ()))
-        if checks:
-            await self._messages.reply(incident_id, B.render_checks("Validation checks", checks))
         if result.execution_id is not None:
+            key = f"{incident_id}:execution:{result.execution_id}"
+            await self._messages.living(incident_id, key, P.render(progress, finished=True))
+            execution = await self._store.get_execution(result.execution_id)
+            seconds = (
+                execution.finished_at - execution.started_at
+                if execution is not None and execution.finished_at is not None
+                else None
+            )
             offer = bool(result.backups) and result.outcome in ("succeeded", "failed")
             await self._messages.reply(
                 incident_id,
-                B.render_final(result.outcome, result.detail, result.execution_id, offer_rollback=offer),
+                P.render_final(
+                    result.outcome,
+                    result.detail,
+                    result.execution_id,
+                    offer_rollback=offer,
+                    checks=tuple(getattr(result, "checks", ())),
+                    by=B.actor_mentions(f"slack:{approvers}"),
+                    seconds=seconds,
+                ),
             )
         await self._messages.set_status(incident_id, result.detail)
 
@@ -275,10 +302,15 @@ class Workflow:
 
     async def _run_rollback(self, ref: int | str, incident_id: int | None, actor: Actor) -> None:
         threaded = incident_id is not None and await self._messages.is_posted(incident_id)
+        progress = P.start("Rollback")
 
         async def on_event(event: StepEvent) -> None:
+            nonlocal progress
+            progress = P.apply(progress, event)
             if threaded and incident_id is not None:
-                await self._messages.reply(incident_id, B.render_step_event(event))
+                await self._messages.living(
+                    incident_id, f"{incident_id}:rollback:{event.execution_id}:{ref}", P.render(progress)
+                )
 
         try:
             result = await self._executor.rollback(ref, actor=actor.audit_name, on_event=on_event)
@@ -292,7 +324,13 @@ class Workflow:
         if threaded and incident_id is not None:
             await self._messages.reply(
                 incident_id,
-                B.render_final(result.outcome, result.detail, result.execution_id or 0, offer_rollback=False),
+                P.render_final(
+                    result.outcome,
+                    result.detail,
+                    result.execution_id or 0,
+                    offer_rollback=False,
+                    by=B.mention(actor.user_id),
+                ),
             )
             line = (
                 result.detail
