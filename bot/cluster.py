@@ -154,6 +154,8 @@ class CollectOptions:
     # Bytes of one log read, whatever its lines' length (a container writing huge lines); the API
     # server stops there, so a cut falls on the newest lines of the window.
     max_log_bytes: int = 2 * 1024 * 1024
+    # Items per list page (`limit`): a page of 500 pods is ~1.5 MB of JSON, read and parsed at once.
+    list_page_size: int = 500
 
 
 # kind -> (API attribute, namespaced list method, cluster-wide list method, RBAC resource name)
@@ -253,6 +255,40 @@ def _log_candidates(pods: Iterable[Pod]) -> Iterable[tuple[bool, LogKey]]:
                 yield unhealthy, LogKey(pod.namespace, pod.name, status.name, False)
             if restarted:
                 yield unhealthy, LogKey(pod.namespace, pod.name, status.name, True)
+
+
+def _parse_page(
+    data: bytes, kind: str, keep_raw: bool, errors: list[str]
+) -> tuple[list[ParsedObject], str]:
+    """One list page -> (its objects, typed; the continue token, "" on the last page). An object that
+    cannot be understood is a line in `errors`, the others are kept. Runs in a worker thread:
+    decoding and parsing 500 objects would hold the event loop for tens of ms."""
+    try:
+        page = json.loads(data)
+    except ValueError as exc:
+        raise ClusterError(f"unreadable API response: {exc}", temporary=True) from None
+    if not isinstance(page, dict):
+        raise ClusterError("unreadable API response: not a list", temporary=True)
+    items = page.get("items") or []
+    token = str((page.get("metadata") or {}).get("continue") or "")
+    del page
+    objects: list[ParsedObject] = []
+    if isinstance(items, list):
+        items.reverse()  # pop() from the end: each item's dict is dropped once parsed
+        while items:
+            item = items.pop()
+            if type(item) is not dict:
+                continue
+            # The kind is the list's: API items carry none, metadata-only ones say PartialObjectMetadata.
+            item["kind"] = kind
+            try:
+                parsed = parse_object(item, default_kind=kind, keep_raw=keep_raw)
+            except ObjectError as exc:
+                errors.append(f"cannot understand {exc}")
+                continue
+            if parsed is not None:
+                objects.append(parsed)
+    return objects, token
 
 
 def _keep_relevant(objects: list[ParsedObject]) -> list[ParsedObject]:
@@ -473,22 +509,29 @@ class Cluster:
         text = response.data.decode("utf-8", errors="replace")
         return tuple(text.splitlines())
 
-    async def collect(self, scope: Scope) -> Evidence:
-        """One list call per kind per namespace (plus one per cluster-scoped kind), then logs of
-        unhealthy containers. A failed call becomes a line in `evidence.errors`, never an abort."""
+    async def collect(self, scope: Scope, *, keep_raw: bool = False) -> Evidence:
+        """One paginated list per kind per namespace (plus one per cluster-scoped kind), then logs of
+        unhealthy containers. A failed call becomes a line in `evidence.errors`, never an abort.
+
+        Lists are read `list_page_size` items at a time (`limit` + `continue`), and each page is
+        parsed into typed objects in the worker thread that read it, its JSON dropped: neither the API
+        server nor pitcrew ever holds a whole 10,000-pod answer. `keep_raw` keeps every object's raw
+        form (to write a bundle); otherwise only RAW_KINDS keep theirs."""
         errors: list[str] = []
-        raw: dict[str, list[Mapping[str, Any]]] = {}
+        parsed: dict[tuple[str, str], list[ParsedObject]] = {}
         failures: list[ClusterError] = []
         answered = 0
 
         async def list_kind(kind: str, api: str, method: str, resource: str, namespace: str | None) -> None:
             nonlocal answered
-            fn = getattr(self._api(api), method)
             where = f" in {namespace}" if namespace else ""
+            fn = getattr(self._api(api), method)
             headers = _LIST_HEADERS.get(kind)
             extra: dict[str, Any] = {"_headers": dict(headers)} if headers else {}
             try:
-                data = await (self._json(fn, namespace, **extra) if namespace else self._json(fn, **extra))
+                parsed[kind, namespace or ""] = await self._list_parsed(
+                    kind, fn, namespace, keep_raw, errors, extra
+                )
             except ClusterError as exc:
                 if not (exc.status == 404 and kind in _OPTIONAL_KINDS):
                     # A 404 here is an API group the cluster does not serve (e.g. no autoscaling/v2).
@@ -496,9 +539,6 @@ class Cluster:
                     failures.append(exc)
                 return
             answered += 1
-            items = data.get("items") or []
-            # The kind goes last: metadata-only items say `kind: PartialObjectMetadata`.
-            raw.setdefault(kind, []).extend({**i, "kind": kind} for i in items if isinstance(i, Mapping))
 
         calls: list[Awaitable[None]] = [
             list_kind(kind, api, method, resource, ns)
@@ -514,7 +554,7 @@ class Cluster:
             raise _collection_failed(self.server, failures)
 
         with paused_gc():
-            objects = _keep_relevant(self._parse_all(raw, errors))
+            objects = _keep_relevant([o for key in sorted(parsed) for o in parsed[key]])
         pods = [o for o in objects if isinstance(o, Pod)]
         # When the log budget is short, the pods the alerts name come first.
         focus = {(r.namespace, r.name) for r in scope.focus if r.kind == "Pod"}
@@ -528,19 +568,39 @@ class Cluster:
             observed_at=datetime.now(UTC),
         )
 
-    @staticmethod
-    def _parse_all(raw: Mapping[str, list[Mapping[str, Any]]], errors: list[str]) -> list[ParsedObject]:
+    async def _list_parsed(
+        self,
+        kind: str,
+        fn: Callable[..., Any],
+        namespace: str | None,
+        keep_raw: bool,
+        errors: list[str],
+        extra: Mapping[str, Any],
+    ) -> list[ParsedObject]:
+        """Every object of one list, page by page. A list that changes between pages is read on from
+        the token (the API server keeps its snapshot); an expired token (410) restarts the list once
+        from the top, as kubectl does, rather than give a half list."""
+        limit = self.options.list_page_size
+        args = (namespace,) if namespace else ()
+        restarted = False
         objects: list[ParsedObject] = []
-        for kind in sorted(raw):
-            for item in raw[kind]:
-                try:
-                    parsed = parse_object(item, default_kind=kind)
-                except ObjectError as exc:
-                    errors.append(f"cannot understand {exc}")
+        token = ""
+        while True:
+            page = {"limit": limit, **({"_continue": token} if token else {})}
+            try:
+                response = await self._run(fn, *args, _preload_content=False, **page, **extra)
+            except ClusterError as exc:
+                if exc.status == 410 and token and not restarted:
+                    restarted, token, objects = True, "", []
                     continue
-                if parsed is not None:
-                    objects.append(parsed)
-        return objects
+                raise
+            data: bytes = response.data
+            del response
+            items, token = await asyncio.to_thread(_parse_page, data, kind, keep_raw, errors)
+            del data
+            objects += items
+            if not token:
+                return objects
 
     async def _collect_logs(self, pods: Iterable[Pod], errors: list[str]) -> dict[LogKey, tuple[str, ...]]:
         wanted = _log_targets(pods)

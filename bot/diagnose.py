@@ -238,12 +238,13 @@ async def collect_and_diagnose(
     *,
     settings: Settings | None = None,
     hosts: Hosts | None = None,
+    keep_raw: bool = False,
 ) -> tuple[Evidence, Diagnosis]:
     """Live path: collect the scope's evidence (plus, with `hosts`, the owners of the data directories
     of failing pods on configured hosts, so a plan can include a chown), then diagnose it (off the
-    event loop: it is CPU work)."""
+    event loop: it is CPU work). `keep_raw`: keep every object's raw form, to save a bundle."""
     settings = settings or Settings()
-    evidence = await cluster.collect(scope)
+    evidence = await cluster.collect(scope, keep_raw=keep_raw)
     if hosts is not None and settings.hosts:
         evidence = await gather_host_facts(evidence, hosts, settings)
     diagnosis = await asyncio.to_thread(diagnose, evidence, alerts, settings=settings)

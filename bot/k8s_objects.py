@@ -8,8 +8,9 @@ A value of the wrong type raises `ObjectError` naming the object, so a bad file 
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, cast
@@ -103,8 +104,9 @@ KINDS = frozenset(
     }
 )
 
-# Kinds whose typed form keeps `raw` (remediation patches and backs them up, or the bundle writer
-# writes them as read). The others are written back from their fields (`to_manifest`).
+# Kinds whose typed form has a `raw` field (remediation patches and backs them up, or the bundle writer
+# writes them as read, when kept: see ALWAYS_RAW_KINDS). The others are written back from their
+# fields (`to_manifest`).
 RAW_KINDS = frozenset(
     {
         "Pod",
@@ -123,6 +125,12 @@ RAW_KINDS = frozenset(
         "StorageClass",
     }
 )
+
+# Of RAW_KINDS, those that keep `raw` whatever the caller asks: plans read them as the API gave them
+# (JSON Patch `test` values from the pod template). The others keep raw only when the caller will
+# write the objects back as a bundle (`keep_raw=True`): a diagnosis reads the typed fields, and the
+# raw dicts of 10,000 pods would be most of the memory it takes.
+ALWAYS_RAW_KINDS = frozenset({"StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"})
 
 ParsedObject = (
     Pod
@@ -211,11 +219,26 @@ def _bool(d: Mapping[str, Any], key: str) -> bool | None:
     raise ObjectError(f"{key}: expected true or false, got {v!r}")
 
 
+# Read-only string maps by content: the pods of one controller carry the same labels (and often
+# annotations), so they share one map. Bounded like the container cache.
+_STR_MAPS: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+_CACHE_LIMIT = 4096  # entries per cache; a full cache is cleared (a bound, not an eviction policy)
+
+
 def _str_map(d: Mapping[str, Any], key: str) -> Mapping[str, str]:
     m = _map(d, key)
     if not m:
         return EMPTY
-    return MappingProxyType({str(k): "" if v is None else str(v) for k, v in m.items()})
+    items = tuple(m.items())
+    if all(type(k) is str and type(v) is str for k, v in items):
+        found = _STR_MAPS.get(items)
+        if found is None:
+            found = MappingProxyType(dict(items))
+            if len(_STR_MAPS) >= _CACHE_LIMIT:
+                _STR_MAPS.clear()
+            _STR_MAPS[items] = found
+        return found
+    return MappingProxyType({str(k): "" if v is None else str(v) for k, v in items})
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -224,7 +247,16 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value).strip()
+    if type(value) is str:
+        return _parse_time_text(value)
+    return _parse_time_text(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time_text(value: str) -> datetime:
+    """Cached: a cluster's objects share few distinct timestamps (pods of one rollout start together),
+    so 10,000 pods parse a few hundred strings and share their (immutable) datetimes."""
+    text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     try:
@@ -361,7 +393,27 @@ def _env_refs(c: Mapping[str, Any]) -> tuple[EnvRef, ...]:
     return tuple(refs)
 
 
+# Parsed containers by their JSON's repr: the pods of one controller share their template, so a
+# 10,000-pod cluster has a few hundred distinct containers. repr() of a small dict is C code and far
+# cheaper than parsing it again; equal repr means equal JSON, so sharing the (immutable) result is
+# safe. Bounded: cleared when full.
+_CONTAINERS: dict[str, Container] = {}
+
+
 def _container(c: Mapping[str, Any]) -> Container:
+    if type(c) is not dict:
+        return _parse_container(c)
+    key = repr(c)
+    found = _CONTAINERS.get(key)
+    if found is None:
+        found = _parse_container(c)
+        if len(_CONTAINERS) >= _CACHE_LIMIT:
+            _CONTAINERS.clear()
+        _CONTAINERS[key] = found
+    return found
+
+
+def _parse_container(c: Mapping[str, Any]) -> Container:
     resources = _map(c, "resources")
     return Container(
         name=_str(c, "name"),
@@ -1021,21 +1073,27 @@ def _secret(d: Mapping[str, Any]) -> SecretName:
     return SecretName(meta=Meta(name=_str(m, "name"), namespace=_str(m, "namespace") or None))
 
 
-def parse_object(obj: Mapping[str, Any], *, default_kind: str = "") -> ParsedObject | None:
+def parse_object(
+    obj: Mapping[str, Any], *, default_kind: str = "", keep_raw: bool = False
+) -> ParsedObject | None:
     """One Kubernetes object (a dict as the API or kubectl gives it) -> its typed form.
 
     `default_kind` is for list items from the API, which carry no `kind`. Unknown kinds -> None.
-    Raises ObjectError naming the object when a field has the wrong type."""
+    `raw` is kept for ALWAYS_RAW_KINDS, and for every RAW_KINDS kind with `keep_raw` (to write a
+    bundle); it then owns `obj` (no copy). Raises ObjectError naming the object when a field has the
+    wrong type."""
     if not isinstance(obj, Mapping):
         raise ObjectError(f"expected an object (mapping), got {type(obj).__name__}")
     kind = str(obj.get("kind") or default_kind)
     if kind not in KINDS:
         return None
-    # Parse from the plain dict (fast); keep it as the read-only raw form (no copy: we own it now).
+    # Parse from the plain dict (fast).
     d: dict[str, Any] = obj if type(obj) is dict else thaw(obj)
-    if "kind" not in d:
-        d = {"kind": kind, **d}
-    raw = cast(Mapping[str, Any], freeze(d)) if kind in RAW_KINDS else EMPTY
+    raw: Mapping[str, Any] = EMPTY
+    if kind in ALWAYS_RAW_KINDS or (keep_raw and kind in RAW_KINDS):
+        if "kind" not in d:
+            d = {"kind": kind, **d}
+        raw = cast(Mapping[str, Any], freeze(d))
     try:
         match kind:
             case "Pod":
@@ -1500,6 +1558,17 @@ def to_manifest(obj: ParsedObject) -> dict[str, Any]:
 
 def expand_lists(doc: Any) -> Iterable[Mapping[str, Any]]:
     """Objects in a document: itself, or the items of a `kind: List` / `*List` (recursively)."""
+    for obj, kind in expand_lists_kinds(doc):
+        if kind and "kind" not in obj:
+            obj = {"kind": kind, **obj}
+        yield obj
+
+
+def expand_lists_kinds(doc: Any, default_kind: str = "") -> Iterator[tuple[Mapping[str, Any], str]]:
+    """(object, kind its list names) for each object in a document, without copying any.
+
+    A List's items are taken out of it as they are yielded (the list is emptied), so a caller that
+    parses each item and drops it never holds the whole document and its typed form at once."""
     if doc is None:
         return
     if not isinstance(doc, Mapping):
@@ -1508,12 +1577,11 @@ def expand_lists(doc: Any) -> Iterable[Mapping[str, Any]]:
     items = doc.get("items")
     if (kind == "List" or kind.endswith("List")) and isinstance(items, list):
         item_kind = kind[: -len("List")] if kind != "List" else ""
-        for item in items:
-            if isinstance(item, Mapping) and "kind" not in item and item_kind:
-                item = {"kind": item_kind, **item}
-            yield from expand_lists(item)
+        items.reverse()  # pop() from the end is O(1): take the items in their order
+        while items:
+            yield from expand_lists_kinds(items.pop(), item_kind)
         return
-    yield doc
+    yield doc, default_kind
 
 
 def parse_host_facts(host: str, doc: Any) -> HostFacts:

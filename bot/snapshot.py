@@ -34,6 +34,7 @@ from bot.k8s_objects import (
     ParsedObject,
     build_evidence,
     expand_lists,
+    expand_lists_kinds,
     parse_host_facts,
     parse_object,
     parse_time,
@@ -92,6 +93,104 @@ def _load_documents(path: Path) -> list[Any]:
         return list(yaml.load_all(text, Loader=_YamlLoader))
     except yaml.YAMLError as exc:
         raise BundleError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+
+
+def _file_objects(path: Path) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """(object, kind its list names) for each object in one file, decoded as they are reached: a
+    JSON List's items one at a time, a YAML file one document at a time (a List's items handed out
+    and dropped as they go), so reading never holds a whole file's dicts next to their typed form."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: cannot read: {exc}") from None
+    try:
+        if path.suffix == ".json":
+            yield from _json_objects(text)
+            return
+        try:
+            for doc in yaml.load_all(text, Loader=_YamlLoader):
+                yield from expand_lists_kinds(doc)
+        except yaml.YAMLError as exc:
+            raise BundleError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON: {exc}") from None
+    except ObjectError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+
+
+_DECODER = json.JSONDecoder()
+_BLANK = " \t\n\r"
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _BLANK:
+        i += 1
+    return i
+
+
+def _expect(text: str, i: int, chars: str) -> str:
+    if i >= len(text) or text[i] not in chars:
+        what = repr(text[i]) if i < len(text) else "end of file"
+        raise json.JSONDecodeError(f"expected {' or '.join(repr(c) for c in chars)}, got {what}", text, i)
+    return text[i]
+
+
+def _json_objects(text: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """The objects of one JSON document. The top-level object's `items` array is decoded one
+    element at a time (the stdlib's C scanner per item), so a 10,000-pod `kubectl get -o json` never
+    exists as one tree of dicts. Items without their own `kind` wait until the List's `kind` is read
+    (kubectl prints `kind` after `items`); the API's lists are the only ones written that way."""
+    i = _skip(text, 0)
+    if i == len(text):
+        return
+    if text[i] != "{":
+        doc, end = _DECODER.raw_decode(text, i)
+        if _skip(text, end) != len(text):
+            raise json.JSONDecodeError("Extra data", text, _skip(text, end))
+        yield from expand_lists_kinds(doc)
+        return
+    top: dict[str, Any] = {}
+    streamed = False
+    kindless: list[Any] = []
+    i = _skip(text, i + 1)
+    if text[i : i + 1] != "}":
+        while True:
+            _expect(text, i, '"')
+            key, i = _DECODER.raw_decode(text, i)
+            i = _skip(text, i)
+            _expect(text, i, ":")
+            i = _skip(text, i + 1)
+            if key == "items" and text[i : i + 1] == "[":
+                streamed = True
+                i = _skip(text, i + 1)
+                if text[i : i + 1] == "]":
+                    i += 1
+                else:
+                    while True:
+                        item, i = _DECODER.raw_decode(text, i)
+                        if isinstance(item, dict) and item.get("kind"):
+                            yield from expand_lists_kinds(item)
+                        else:
+                            kindless.append(item)
+                        i = _skip(text, i)
+                        if _expect(text, i, ",]") == "]":
+                            i += 1
+                            break
+                        i = _skip(text, i + 1)
+            else:
+                top[key], i = _DECODER.raw_decode(text, i)
+            i = _skip(text, i)
+            if _expect(text, i, ",}") == "}":
+                break
+            i = _skip(text, i + 1)
+    end = _skip(text, i + 1)
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    if not streamed:
+        yield from expand_lists_kinds(top)
+        return
+    top["items"] = kindless
+    yield from expand_lists_kinds(top)
 
 
 def _read_logs(root: Path) -> dict[LogKey, tuple[str, ...]]:
@@ -154,13 +253,18 @@ def _read_observed_at(root: Path) -> datetime | None:
         raise BundleError(f"{root / OBSERVED_AT_FILE}: {exc}") from None
 
 
-def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
-    """The bundle's object dicts, logs and host facts, with a clear error per unreadable file."""
+def _bundle_root(directory: str | os.PathLike[str]) -> Path:
     root = Path(directory)
     if not root.exists():
         raise BundleError(f"{root}: no such bundle directory")
     if not root.is_dir():
         raise BundleError(f"{root}: a bundle is a directory")
+    return root
+
+
+def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
+    """The bundle's object dicts, logs and host facts, with a clear error per unreadable file."""
+    root = _bundle_root(directory)
     objects: list[tuple[Path, Mapping[str, Any]]] = []
     for path in _object_files(root):
         for doc in _load_documents(path):
@@ -178,35 +282,43 @@ def read_bundle_raw(directory: str | os.PathLike[str]) -> RawBundle:
     )
 
 
-def read_bundle(directory: str | os.PathLike[str], *, namespaces: Iterable[str] = ()) -> Evidence:
-    """A bundle as Evidence (offline cluster). `namespaces` narrows it; empty means all it holds."""
-    with paused_gc():
-        return _read_bundle(directory, namespaces)
+def read_bundle(
+    directory: str | os.PathLike[str], *, namespaces: Iterable[str] = (), keep_raw: bool = False
+) -> Evidence:
+    """A bundle as Evidence (offline cluster). `namespaces` narrows it; empty means all it holds.
+    `keep_raw` keeps every object's raw form (to write the evidence back with `write_bundle`)."""
+    # A bundle is read by the one-shot CLI, which keeps the evidence until it exits: freeze it.
+    with paused_gc(keep=True):
+        return _read_bundle(directory, namespaces, keep_raw)
 
 
-def _read_bundle(directory: str | os.PathLike[str], namespaces: Iterable[str]) -> Evidence:
-    raw = read_bundle_raw(directory)
+def _read_bundle(directory: str | os.PathLike[str], namespaces: Iterable[str], keep_raw: bool) -> Evidence:
+    root = _bundle_root(directory)
     wanted = set(namespaces)
     parsed: list[ParsedObject] = []
-    for path, obj in raw.objects:
-        try:
-            item = parse_object(obj)
-        except ObjectError as exc:
-            raise BundleError(f"{path}: {exc}") from None
-        if item is None:
-            continue
-        ns = item.meta.namespace
-        if wanted and ns is not None and ns not in wanted:
-            continue
-        parsed.append(item)
-    logs = {k: v for k, v in raw.logs.items() if not wanted or k.namespace in wanted}
+    # Each object is parsed as soon as it is decoded and its dict dropped (unless `keep_raw`): the
+    # typed form is a fraction of the JSON's size, and only one file's text is held at a time.
+    for path in _object_files(root):
+        for obj, kind in _file_objects(path):
+            try:
+                item = parse_object(obj, default_kind=kind, keep_raw=keep_raw)
+            except ObjectError as exc:
+                raise BundleError(f"{path}: {exc}") from None
+            if item is None:
+                continue
+            ns = item.meta.namespace
+            if wanted and ns is not None and ns not in wanted:
+                continue
+            parsed.append(item)
+    logs = {k: v for k, v in _read_logs(root).items() if not wanted or k.namespace in wanted}
+    errors = _read_text(root / ERRORS_FILE) or ""
     return build_evidence(
         parsed,
         namespaces=sorted(wanted),
         logs=logs,
-        hosts=raw.hosts,
-        errors=raw.errors,
-        observed_at=raw.observed_at,
+        hosts=_read_hosts(root),
+        errors=tuple(line for line in errors.splitlines() if line.strip()),
+        observed_at=_read_observed_at(root),
     )
 
 
@@ -283,6 +395,13 @@ def write_bundle(evidence: Evidence, directory: str | os.PathLike[str], *, analy
     ]
     for objects in every:
         for obj in objects:
+            if getattr(obj, "raw", None) == {}:
+                # Kinds with a raw form are written from it: typed fields alone would lose what no
+                # handler reads today. Said, not silently skipped.
+                raise BundleError(
+                    f"{obj.meta.namespace or 'cluster'}/{obj.meta.name}: the evidence was read without "
+                    "its raw objects; collect or read it with keep_raw=True to write a bundle"
+                )
             raw = to_manifest(obj)
             if not raw.get("metadata"):
                 continue

@@ -114,7 +114,7 @@ def test_write_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(BundleError, match="not an empty directory"):
-        write_bundle(read_bundle(tmp_path / "out"), tmp_path / "out")
+        write_bundle(read_bundle(tmp_path / "out", keep_raw=True), tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
@@ -123,7 +123,7 @@ def test_write_keeps_collection_time_and_errors(tmp_path: Path) -> None:
     # decides whether an absence proves anything. Both survive a save.
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "pod.json").write_text(json.dumps(POD))
-    taken = read_bundle(tmp_path / "in")
+    taken = read_bundle(tmp_path / "in", keep_raw=True)
     collected = replace(
         taken,
         observed_at=datetime(2025, 10, 9, 22, 20, tzinfo=UTC),
@@ -147,7 +147,56 @@ def test_a_new_bundle_directory_is_owner_only(tmp_path: Path) -> None:
     (tmp_path / "in" / "pod.json").write_text(json.dumps(POD))
     previous = os.umask(0o022)
     try:
-        write_bundle(read_bundle(tmp_path / "in"), tmp_path / "new" / "bundle")
+        write_bundle(read_bundle(tmp_path / "in", keep_raw=True), tmp_path / "new" / "bundle")
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "new" / "bundle").stat().st_mode) == 0o700
+
+
+def test_a_kubectl_json_list_is_read_item_by_item(tmp_path: Path) -> None:
+    # kubectl prints `kind` after `items`; API lists' items carry no kind of their own.
+    pods = [{**POD, "metadata": {"name": f"p{i}", "namespace": "ns1"}} for i in range(3)]
+    kindless = [{k: v for k, v in p.items() if k != "kind"} for p in pods]
+    (tmp_path / "all.json").write_text(
+        json.dumps({"apiVersion": "v1", "items": pods[:2], "kind": "List", "metadata": {}})
+    )
+    (tmp_path / "api.json").write_text(
+        json.dumps({"apiVersion": "v1", "items": kindless[2:], "kind": "PodList", "metadata": {}}, indent=2)
+    )
+    (tmp_path / "empty.json").write_text('{"apiVersion": "v1", "items": [], "kind": "List"}')
+    evidence = read_bundle(tmp_path)
+    assert sorted(p.name for p in evidence.pods) == ["p0", "p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"kind": "List", "items": [{"kind": "Pod"} {"kind": "Pod"}]}', "expected ',' or ']'"),
+        ('{"kind": "List", "items": [{"kind": "Pod"}]} {}', "Extra data"),
+        ('{"kind": "List", "items": [{"kind": "Pod"', "Expecting ',' delimiter"),
+        ('{"kind" "List"}', "expected ':'"),
+    ],
+)
+def test_a_broken_json_list_names_the_file(tmp_path: Path, text: str, error: str) -> None:
+    (tmp_path / "pods.json").write_text(text)
+    with pytest.raises(BundleError, match=rf"pods\.json: not valid JSON.*{error}"):
+        read_bundle(tmp_path)
+
+
+def test_only_plan_kinds_keep_their_raw_form_unless_asked(tmp_path: Path) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "ns1"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "objects.json").write_text(json.dumps({"kind": "List", "items": [POD, deployment]}))
+    evidence = read_bundle(tmp_path / "in")
+    assert not evidence.pods[0].raw  # a diagnosis reads the typed fields only
+    assert evidence.workloads[0].raw["spec"]["template"]["spec"]["containers"][0]["name"] == "c"
+    # Writing a bundle needs every raw form: said, not silently skipped.
+    with pytest.raises(BundleError, match="keep_raw=True"):
+        write_bundle(evidence, tmp_path / "out")
+    write_bundle(read_bundle(tmp_path / "in", keep_raw=True), tmp_path / "out")
+    assert [p.name for p in read_bundle(tmp_path / "out").pods] == ["p1"]

@@ -144,6 +144,45 @@ async def test_list_calls_do_not_grow_with_pods(kube: KubeHarness, count: int) -
     assert kube.count(subresource="log") == 0
 
 
+async def test_lists_are_read_in_pages_and_each_page_is_parsed(kube: KubeHarness) -> None:
+    # 25 pods, pages of 10: three list calls for pods (limit + continue), every pod once, in order.
+    kube.seed(_pods(25))
+    async with kube.cluster(max_log_containers=0, list_page_size=10) as cluster:
+        evidence = await cluster.collect(Scope(("apps",)))
+    assert sorted(p.name for p in evidence.pods) == sorted(f"web-{i}" for i in range(25))
+    pod_lists = [c for c in kube.calls if c.resource == "pods" and c.verb == "list"]
+    assert len(pod_lists) == 3
+    # Diagnosis keeps no raw pod JSON (only what plans read: workloads); a --save collection does.
+    assert all(not p.raw for p in evidence.pods)
+    async with kube.cluster(max_log_containers=0, list_page_size=10) as cluster:
+        kept = await cluster.collect(Scope(("apps",)), keep_raw=True)
+    assert all(p.raw["metadata"]["name"] == p.name for p in kept.pods)
+
+
+async def test_an_expired_continue_token_restarts_the_list_once(kube: KubeHarness) -> None:
+    kube.seed(_pods(25))
+    expired: list[str] = []
+
+    async def expire_first_token(request: Any, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
+        token = dict(request.params).get("continue")
+        if token and not expired and request.resource is not None and request.resource.plural == "pods":
+            expired.append(token)
+            return aiohttp.web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410},
+                status=410,
+            )
+        return None
+
+    kube.middlewares.insert(0, expire_first_token)
+    async with kube.cluster(max_log_containers=0, list_page_size=10) as cluster:
+        evidence = await cluster.collect(Scope(("apps",)))
+    assert expired
+    assert not [e for e in evidence.errors if "pods" in e]
+    # Read again from the top, not stitched onto the first page: no pod twice, none missing.
+    assert sorted(p.name for p in evidence.pods) == sorted(f"web-{i}" for i in range(25))
+    assert len([c for c in kube.calls if c.resource == "pods" and c.verb == "list"]) == 5
+
+
 async def test_collect_and_diagnose_seed_live(kube: KubeHarness) -> None:
     kube.seed_bundle(SEED)
     async with kube.cluster() as cluster:

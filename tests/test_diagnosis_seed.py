@@ -107,7 +107,7 @@ def test_cli_bad_yaml_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_save_then_read_back_gives_the_same_findings(tmp_path: Path) -> None:
-    evidence = read_bundle(SEED)
+    evidence = read_bundle(SEED, keep_raw=True)
     before = diagnose(evidence)
     write_bundle(evidence, tmp_path / "copy", analysis=render_text(before))
     assert (tmp_path / "copy" / "00-ANALYSIS-AND-RECOMMENDATIONS.txt").read_text().startswith("=" * 78)

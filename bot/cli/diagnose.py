@@ -71,6 +71,7 @@ def cli_diagnose(args: argparse.Namespace) -> int:
                     Scope(tuple(namespaces)),
                     settings,
                     hosts=Hosts(config.hosts) if config.hosts else None,
+                    keep_raw=bool(args.save),
                 )
             )
         except ClusterError as exc:
@@ -87,8 +88,8 @@ def cli_diagnose(args: argparse.Namespace) -> int:
 
 
 async def _live(
-    cluster: Cluster, scope: Scope, settings: Settings, *, hosts: Hosts | None
+    cluster: Cluster, scope: Scope, settings: Settings, *, hosts: Hosts | None, keep_raw: bool = False
 ) -> tuple[Evidence, Diagnosis]:
     async with cluster:
         await cluster.require_reachable()  # an unreachable cluster is an error, not an empty one
-        return await collect_and_diagnose(cluster, scope, settings=settings, hosts=hosts)
+        return await collect_and_diagnose(cluster, scope, settings=settings, hosts=hosts, keep_raw=keep_raw)

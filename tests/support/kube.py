@@ -24,7 +24,8 @@ Returning None passes the request on. To only watch requests (e.g. note the User
 see every request, before any middleware (a 403 from `forbid`, a dry run) can answer it.
 Built in: the pod log middleware (serves `kube.logs`), the Secrets middleware (serves metadata-only
 lists as the API server does and refuses any other read of Secrets; `kube.secret_accepts` records the
-`Accept` of each request), `kube.forbid(...)` (answers 403 for a verb/resource/namespace) and
+`Accept` of each request), list pagination (`limit` + `continue`, as the API server pages a list;
+kmock alone answers every item at once), `kube.forbid(...)` (answers 403 for a verb/resource/namespace) and
 `kube.not_served(group, version)` (answers 404 for an API group the cluster does not serve).
 `tests/support/kube_writes.py` (the remediation engineer's) adds dry-run, JSON Patch `test` and
 resourceVersion-conflict middlewares.
@@ -33,6 +34,7 @@ Seeded objects get `metadata.resourceVersion` "1" and a uid when they have none.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -184,7 +186,12 @@ class KubeHarness:
         self.url = url
         self.calls: list[ApiCall] = []
         self.logs: dict[tuple[str, str, str, bool], list[str]] = {}
-        self.middlewares: list[Middleware] = [serve_version, serve_pod_logs, serve_secrets_metadata_only]
+        self.middlewares: list[Middleware] = [
+            serve_version,
+            serve_pod_logs,
+            serve_secrets_metadata_only,
+            serve_list_pages,
+        ]
         # The `Accept` header of every request on Secrets (see serve_secrets_metadata_only).
         self.secret_accepts: list[str] = []
         # Called for every request before any middleware can answer it (see the module docstring).
@@ -378,6 +385,49 @@ async def serve_secrets_metadata_only(
             "metadata": {"resourceVersion": "1"},
             "items": items,
         }
+    )
+
+
+async def serve_list_pages(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
+    """A list with `?limit=N` answers N items in (namespace, name) order and a `continue` token (the
+    last key it answered, base64) with `remainingItemCount`, like the API server. Without `limit` the
+    emulator answers the whole list itself. A token that does not decode is 410 Gone ("Expired")."""
+    params = dict(request.params)
+    limit = params.get("limit", "")
+    if (
+        request.resource is None
+        or request.name
+        or str(request.method.value if hasattr(request.method, "value") else request.method).upper() != "GET"
+        or params.get("watch") in ("true", "1")
+        or not limit.isdigit()
+        or int(limit) <= 0
+    ):
+        return None
+    after: tuple[str, str] | None = None
+    token = params.get("continue", "")
+    if token:
+        try:
+            namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+            after = (str(namespace), str(name))
+        except (ValueError, TypeError):
+            raise kmock.KubernetesError(
+                status=410, reason="Expired", message="The provided continue parameter is too old", details={}
+            ) from None
+    matching = sorted(
+        ((namespace or "", name), obj)
+        for (resource, namespace, name), obj in harness.emulator.objects.items()
+        if resource == request.resource
+        and (request.namespace is None or namespace == request.namespace)
+        and not obj.deleted
+    )
+    rest = [(key, obj) for key, obj in matching if after is None or key > after]
+    page, remaining = rest[: int(limit)], len(rest) - int(limit)
+    metadata: dict[str, Any] = {"resourceVersion": "1"}
+    if remaining > 0:
+        metadata["continue"] = base64.urlsafe_b64encode(json.dumps(list(page[-1][0])).encode()).decode()
+        metadata["remainingItemCount"] = remaining
+    return aiohttp.web.json_response(
+        {"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": [obj.raw for _, obj in page]}
     )
 
 
