@@ -32,11 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
-import kubernetes.client
-import kubernetes.config
-import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
-
 from bot.evidence import (
     ConfigMap,
     Evidence,
@@ -55,11 +50,24 @@ from bot.redact import redact_lines
 
 log = logging.getLogger(__name__)
 
-# The config loaders are untyped; name them once with a type so strict mypy holds everywhere else.
-_load_incluster_config: Any = kubernetes.config.load_incluster_config
-_load_kube_config: Any = kubernetes.config.load_kube_config
-
 T = TypeVar("T")
+
+
+def _kubernetes() -> Any:
+    """The client package, imported on first use, not with this module: it is ~30 MiB of RSS and
+    0.7 s of import (every API model) that an idle service, or a bundle diagnosis, never needs.
+    Typed Any: the package is untyped, and this keeps strict mypy everywhere else."""
+    import kubernetes.client
+    import kubernetes.config
+
+    return kubernetes
+
+
+def _api_exception() -> type[Exception]:
+    from kubernetes.client.exceptions import ApiException
+
+    exc_type: type[Exception] = ApiException
+    return exc_type
 
 
 def _config_source(use_in_cluster: bool, kubeconfig: str | None, exc: Exception) -> str:
@@ -98,6 +106,8 @@ class ClusterError(Exception):
 def _transport_reason(exc: BaseException) -> str:
     """Why no HTTP answer came, in a few words (urllib3 wraps the cause in MaxRetryError, whose text
     repeats the pool, the URL and the cause: unreadable in a terminal or a chat message)."""
+    import urllib3.exceptions  # only once a call failed: the client (and urllib3) is loaded lazily
+
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     text = str(exc)
@@ -215,7 +225,8 @@ _GETTERS: Mapping[str, tuple[str, str, bool]] = {
 }
 
 
-def _reason(exc: ApiException) -> str:
+def _reason(exc: Any) -> str:
+    """Why an ApiException failed, in words."""
     status = exc.status
     if status == 403:
         return "forbidden"
@@ -337,23 +348,132 @@ def _collection_failed(server: str, failures: list[ClusterError]) -> ClusterErro
     )
 
 
+def _load_client(
+    kubeconfig: str | None, context: str | None, in_cluster: Literal["auto", "true", "false"] | str | bool
+) -> Any:
+    """A configured `kubernetes.client.ApiClient`; ClusterError (permanent) saying what could not load."""
+    kubernetes = _kubernetes()
+    configuration = kubernetes.client.Configuration()
+    mode = str(in_cluster).lower()
+    use_in_cluster = mode == "true" or (
+        mode == "auto" and kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    )
+    try:
+        if use_in_cluster:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        else:
+            kubernetes.config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
+    except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as exc:
+        raise ClusterError(
+            f"cannot load {_config_source(use_in_cluster, kubeconfig, exc)}", temporary=False
+        ) from None
+    # A diagnosis must not hang on a dead API server: one retry at most, then report.
+    configuration.retries = 1
+    return kubernetes.client.ApiClient(configuration)
+
+
+# API objects of the client by the attribute name they are reached under (`cluster.core`, ...).
+_APIS: Mapping[str, str] = {
+    "core": "CoreV1Api",
+    "apps": "AppsV1Api",
+    "discovery": "DiscoveryV1Api",
+    "storage": "StorageV1Api",
+    "batch": "BatchV1Api",
+    "networking": "NetworkingV1Api",
+    "autoscaling": "AutoscalingV2Api",
+    "policy": "PolicyV1Api",
+    "version_api": "VersionApi",
+    "coordination": "CoordinationV1Api",
+}
+
+
 class Cluster:
+    """`Cluster(api_client)` uses a client made elsewhere; `connect(..., lazy=True)` (what the service
+    does) loads the configuration and imports the client on the first call, in a worker thread, and a
+    configuration that cannot be loaded then fails every call with the same ClusterError."""
+
     def __init__(
-        self, api_client: kubernetes.client.ApiClient, options: CollectOptions | None = None
+        self,
+        api_client: Any | None,
+        options: CollectOptions | None = None,
+        *,
+        connector: Callable[[], Any] | None = None,
     ) -> None:
-        self.api_client = api_client
+        if api_client is None and connector is None:
+            raise ValueError("Cluster needs an api_client or a connector")
+        self._api_client = api_client
+        self._connector = connector
+        self._connect_error: ClusterError | None = None
+        self._apis: dict[str, Any] = {}
         self.options = options or CollectOptions()
-        self.core = kubernetes.client.CoreV1Api(api_client)
-        self.apps = kubernetes.client.AppsV1Api(api_client)
-        self.discovery = kubernetes.client.DiscoveryV1Api(api_client)
-        self.storage = kubernetes.client.StorageV1Api(api_client)
-        self.batch = kubernetes.client.BatchV1Api(api_client)
-        self.networking = kubernetes.client.NetworkingV1Api(api_client)
-        self.autoscaling = kubernetes.client.AutoscalingV2Api(api_client)
-        self.policy = kubernetes.client.PolicyV1Api(api_client)
-        self.version_api = kubernetes.client.VersionApi(api_client)
-        self.coordination = kubernetes.client.CoordinationV1Api(api_client)
         self._limit = asyncio.Semaphore(max(1, self.options.api_concurrency))
+
+    @property
+    def api_client(self) -> Any:
+        if self._api_client is None:
+            if self._connect_error is not None:
+                raise self._connect_error
+            assert self._connector is not None
+            try:
+                self._api_client = self._connector()
+            except ClusterError as exc:
+                self._connect_error = exc
+                raise
+        return self._api_client
+
+    def _api(self, name: str) -> Any:
+        api = self._apis.get(name)
+        if api is None:
+            api = self._apis[name] = getattr(_kubernetes().client, _APIS[name])(self.api_client)
+        return api
+
+    @property
+    def core(self) -> Any:
+        return self._api("core")
+
+    @property
+    def apps(self) -> Any:
+        return self._api("apps")
+
+    @property
+    def discovery(self) -> Any:
+        return self._api("discovery")
+
+    @property
+    def storage(self) -> Any:
+        return self._api("storage")
+
+    @property
+    def batch(self) -> Any:
+        return self._api("batch")
+
+    @property
+    def networking(self) -> Any:
+        return self._api("networking")
+
+    @property
+    def autoscaling(self) -> Any:
+        return self._api("autoscaling")
+
+    @property
+    def policy(self) -> Any:
+        return self._api("policy")
+
+    @property
+    def version_api(self) -> Any:
+        return self._api("version_api")
+
+    @property
+    def coordination(self) -> Any:
+        return self._api("coordination")
+
+    async def connected(self) -> None:
+        """Make the client now (in a worker thread: the import and kubeconfig load block), if a lazy
+        cluster has not yet; raises ClusterError when the configuration cannot be loaded."""
+        if self._api_client is None:
+            await asyncio.to_thread(lambda: self.api_client)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -365,31 +485,23 @@ class Cluster:
         context: str | None = None,
         in_cluster: Literal["auto", "true", "false"] | str | bool = "auto",
         options: CollectOptions | None = None,
+        lazy: bool = False,
     ) -> Cluster:
         """In-cluster service account, or a kubeconfig file and context.
 
         `in_cluster="auto"`: in-cluster when running in a pod (service host variable set) and no
-        kubeconfig was given, else kubeconfig (the file given, $KUBECONFIG, ~/.kube/config)."""
-        configuration = kubernetes.client.Configuration()
-        mode = str(in_cluster).lower()
-        use_in_cluster = mode == "true" or (
-            mode == "auto" and kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-        )
-        try:
-            if use_in_cluster:
-                _load_incluster_config(client_configuration=configuration)
-            else:
-                _load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-        except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as exc:
-            raise ClusterError(
-                f"cannot load {_config_source(use_in_cluster, kubeconfig, exc)}", temporary=False
-            ) from None
-        # A diagnosis must not hang on a dead API server: one retry at most, then report.
-        configuration.retries = 1
-        return cls(kubernetes.client.ApiClient(configuration), options)
+        kubeconfig was given, else kubeconfig (the file given, $KUBECONFIG, ~/.kube/config).
+        `lazy`: load it (and import the client) on the first call instead of now."""
+
+        def load() -> Any:
+            return _load_client(kubeconfig, context, in_cluster)
+
+        if lazy:
+            return cls(None, options, connector=load)
+        return cls(load(), options)
 
     @classmethod
-    def from_config(cls, settings: ClusterSettings) -> Cluster:
+    def from_config(cls, settings: ClusterSettings, *, lazy: bool = False) -> Cluster:
         return cls.connect(
             kubeconfig=settings.kubeconfig,
             context=settings.context,
@@ -399,10 +511,12 @@ class Cluster:
                 log_tail_lines=settings.log_tail_lines,
                 log_concurrency=settings.log_concurrency,
             ),
+            lazy=lazy,
         )
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.api_client.close)
+        if self._api_client is not None:
+            await asyncio.to_thread(self._api_client.close)
 
     async def __aenter__(self) -> Cluster:
         return self
@@ -429,8 +543,10 @@ class Cluster:
         async with self._limit:
             try:
                 return await asyncio.to_thread(call)
-            except ApiException as exc:
-                status = exc.status or None
+            except ClusterError:
+                raise
+            except _api_exception() as exc:
+                status = getattr(exc, "status", None) or None
                 temporary = status is None or status >= 500 or status == 429
                 raise ClusterError(_reason(exc), status=status, temporary=temporary) from None
             except Exception as exc:  # urllib3 timeouts, connection refused, TLS errors
@@ -448,9 +564,6 @@ class Cluster:
         except ValueError as exc:
             raise ClusterError(f"unreadable API response: {exc}", temporary=True) from None
 
-    def _api(self, name: str) -> Any:
-        return getattr(self, name)
-
     @property
     def server(self) -> str:
         """The API server's URL, as the kubeconfig (or the service account) names it."""
@@ -461,6 +574,10 @@ class Cluster:
     async def ping(self) -> bool:
         """True when the API server answers /version within the request timeout."""
         try:
+            await self.connected()
+        except ClusterError:
+            return False
+        try:
             await self._json(self.version_api.get_code)
         except ClusterError:
             return False
@@ -468,6 +585,7 @@ class Cluster:
 
     async def get_object(self, ref: ObjectRef) -> dict[str, Any]:
         """One object as raw JSON (for backups and re-reads). Raises ClusterError (404 -> status 404)."""
+        await self.connected()
         getter = _GETTERS.get(ref.kind)
         if getter is None:
             raise ClusterError(f"reading {ref.kind} is not supported", temporary=False)
@@ -479,6 +597,7 @@ class Cluster:
         return data
 
     async def list_pods(self, namespace: str, *, label_selector: str | None = None) -> list[Pod]:
+        await self.connected()
         kwargs = {"label_selector": label_selector} if label_selector else {}
         data = await self._json(self.core.list_namespaced_pod, namespace, **kwargs)
         return [
@@ -496,6 +615,7 @@ class Cluster:
         previous: bool = False,
         tail_lines: int | None = None,
     ) -> tuple[str, ...]:
+        await self.connected()
         response: Any = await self._run(
             self.core.read_namespaced_pod_log,
             pod,
@@ -517,6 +637,7 @@ class Cluster:
         parsed into typed objects in the worker thread that read it, its JSON dropped: neither the API
         server nor pitcrew ever holds a whole 10,000-pod answer. `keep_raw` keeps every object's raw
         form (to write a bundle); otherwise only RAW_KINDS keep theirs."""
+        await self.connected()
         errors: list[str] = []
         parsed: dict[tuple[str, str], list[ParsedObject]] = {}
         failures: list[ClusterError] = []
@@ -644,6 +765,7 @@ class Cluster:
     async def require_reachable(self) -> None:
         """Raise ClusterError saying why when the API server does not answer `/version`. The CLI
         verbs ask first: an unreachable cluster must be an error, never an empty, healthy-looking one."""
+        await self.connected()
         try:
             await self._json(self.version_api.get_code)
         except ClusterError as exc:
@@ -670,6 +792,7 @@ class Cluster:
         """RFC 6902 JSON Patch. A failed `test` op is HTTP 422, a stale resourceVersion 409: both raise
         ClusterError with that status and nothing is changed. `dry_run` sends `dryRun=All`: the server
         runs the whole write path and answers with the result without persisting it."""
+        await self.connected()
         patcher = self._PATCHERS.get(ref.kind)
         if patcher is None or ref.namespace is None:
             raise ClusterError(f"patching {ref} is not supported", temporary=False)
@@ -685,6 +808,7 @@ class Cluster:
 
     async def delete_pod(self, ref: ObjectRef) -> None:
         """Delete a pod so its controller recreates it. ClusterError status 404 if already gone."""
+        await self.connected()
         if ref.kind != "Pod" or ref.namespace is None:
             raise ClusterError(f"{ref} is not a pod", temporary=False)
         await self._run(self.core.delete_namespaced_pod, ref.name, ref.namespace, _preload_content=False)
@@ -694,6 +818,7 @@ class Cluster:
     ) -> tuple[str, ...]:
         """Log lines a container wrote in the last `since_seconds` seconds, the newest
         `max_log_lines_since` of them at most (redacted)."""
+        await self.connected()
         response: Any = await self._run(
             self.core.read_namespaced_pod_log,
             pod,
@@ -716,6 +841,7 @@ class Cluster:
     ) -> tuple[int, str]:
         """GET through the API server's service proxy; returns (HTTP status, body text). A status the
         service answered (e.g. 503 "not ready") is returned, not raised."""
+        await self.connected()
         from urllib.parse import quote  # imported here to keep the write side in its own section
 
         quoted = "/".join(quote(part, safe="-._~") for part in path.lstrip("/").split("/"))
@@ -749,6 +875,7 @@ class Cluster:
 
     async def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
         """The Lease, or None when it does not exist yet."""
+        await self.connected()
         try:
             data = await self._json_lease(self.coordination.read_namespaced_lease, name, namespace)
         except ClusterError as exc:
@@ -759,6 +886,7 @@ class Cluster:
 
     async def create_lease(self, namespace: str, name: str, spec: LeaseSpec) -> LeaseRecord:
         """Create the Lease; `LeaseConflict` when another replica created it first (409 AlreadyExists)."""
+        await self.connected()
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -771,6 +899,7 @@ class Cluster:
     async def update_lease(self, current: LeaseRecord, spec: LeaseSpec) -> LeaseRecord:
         """Replace the Lease's spec if it is still at `current.resource_version` (compare-and-swap);
         `LeaseConflict` when someone wrote it in between (409)."""
+        await self.connected()
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -796,10 +925,12 @@ class Cluster:
 
         try:
             raw = await asyncio.to_thread(call)
-        except ApiException as exc:
-            if exc.status == 409:
+        except ClusterError:
+            raise  # a lazy client whose configuration cannot be loaded
+        except _api_exception() as exc:
+            if getattr(exc, "status", None) == 409:
                 raise LeaseConflict(_reason(exc)) from None
-            status = exc.status or None
+            status = getattr(exc, "status", None) or None
             temporary = status is None or status >= 500 or status == 429
             raise ClusterError(_reason(exc), status=status, temporary=temporary) from None
         except Exception as exc:  # urllib3 timeouts, connection refused

@@ -102,26 +102,24 @@ async def _cannot_diagnose(app: web.Application, incident_id: int, reason: str) 
 async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     """The service's one Kubernetes client; /readyz also reports whether the API server answers.
 
-    A kubeconfig that cannot be loaded does not stop the service (webhooks are still accepted and
-    kept): it is logged, /readyz says why, and diagnoses fail with that reason until it is fixed."""
-    cluster: Cluster | None = None
-    try:
-        app[keys.CLUSTER] = cluster = Cluster.from_config(app[keys.CONFIG].cluster)
-    except ClusterError as exc:
-        _log.error("no Kubernetes client: %s", exc)
-        app[keys.CLUSTER_ERROR] = str(exc)
+    Made lazily: the kubeconfig is loaded and the client imported at the first cluster call (a
+    diagnosis, a Slack command, /readyz), so an idle service does not carry it. A kubeconfig that
+    cannot be loaded does not stop the service (webhooks are still accepted and kept): /readyz says
+    why, and diagnoses fail with that reason until it is fixed."""
+    app[keys.CLUSTER] = cluster = Cluster.from_config(app[keys.CONFIG].cluster, lazy=True)
 
     async def reachable() -> str | None:
-        if cluster is None:
-            return app[keys.CLUSTER_ERROR]
+        try:
+            await cluster.connected()
+        except ClusterError as exc:
+            return str(exc)
         return None if await cluster.ping() else "Kubernetes API server not reachable"
 
     app[keys.READINESS_PROBES].append(("cluster", reachable))
     try:
         yield
     finally:
-        if cluster is not None:
-            await cluster.close()
+        await cluster.close()
 
 
 async def hosts_ctx(app: web.Application) -> AsyncIterator[None]:

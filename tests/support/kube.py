@@ -389,9 +389,10 @@ async def serve_secrets_metadata_only(
 
 
 async def serve_list_pages(request: kmock.Request, harness: KubeHarness) -> aiohttp.web.StreamResponse | None:
-    """A list with `?limit=N` answers N items in (namespace, name) order and a `continue` token (the
-    last key it answered, base64) with `remainingItemCount`, like the API server. Without `limit` the
-    emulator answers the whole list itself. A token that does not decode is 410 Gone ("Expired")."""
+    """A list with `?limit=N` answers N items and a `continue` token with `remainingItemCount`, like
+    the API server; items come in the emulator's own order (the order they were seeded), as they do
+    without `limit`, and the token is the offset reached (base64). Without `limit` the emulator
+    answers the whole list itself. A token that does not decode is 410 Gone ("Expired")."""
     params = dict(request.params)
     limit = params.get("limit", "")
     if (
@@ -403,32 +404,30 @@ async def serve_list_pages(request: kmock.Request, harness: KubeHarness) -> aioh
         or int(limit) <= 0
     ):
         return None
-    after: tuple[str, str] | None = None
+    start = 0
     token = params.get("continue", "")
     if token:
         try:
-            namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
-            after = (str(namespace), str(name))
-        except (ValueError, TypeError):
+            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+        except (ValueError, TypeError, KeyError):
             raise kmock.KubernetesError(
                 status=410, reason="Expired", message="The provided continue parameter is too old", details={}
             ) from None
-    matching = sorted(
-        ((namespace or "", name), obj)
-        for (resource, namespace, name), obj in harness.emulator.objects.items()
+    matching = [
+        obj
+        for (resource, namespace, _), obj in harness.emulator.objects.items()
         if resource == request.resource
         and (request.namespace is None or namespace == request.namespace)
         and not obj.deleted
-    )
-    rest = [(key, obj) for key, obj in matching if after is None or key > after]
-    page, remaining = rest[: int(limit)], len(rest) - int(limit)
+    ]
+    end = start + int(limit)
     metadata: dict[str, Any] = {"resourceVersion": "1"}
-    if remaining > 0:
-        metadata["continue"] = base64.urlsafe_b64encode(json.dumps(list(page[-1][0])).encode()).decode()
-        metadata["remainingItemCount"] = remaining
-    return aiohttp.web.json_response(
-        {"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": [obj.raw for _, obj in page]}
-    )
+    if end < len(matching):
+        metadata["continue"] = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode()
+        metadata["remainingItemCount"] = len(matching) - end
+    items = [obj.raw for obj in matching[start:end]]
+    page = {"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": items}
+    return aiohttp.web.json_response(page)
 
 
 @pytest.fixture(scope="session")
