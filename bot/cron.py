@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:
+    # Imported where a trigger is made: a service with no schedules never loads apscheduler.
+    from apscheduler.triggers.base import BaseTrigger
+    from apscheduler.triggers.cron import CronTrigger
 
 # Windows searched, smallest first, for the latest fire time: finds it in a few trigger steps
 # whatever the cron frequency, instead of walking every fire time of a long grace period.
@@ -64,6 +66,9 @@ def crontab_weekdays(field: str) -> str:
 def crontab_trigger(expr: str, timezone: tzinfo) -> BaseTrigger:
     """A standard 5-field crontab expression as an apscheduler trigger. As in cron, when both the
     day of month and the day of week are restricted, either one matching is enough."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5")

@@ -16,9 +16,10 @@ import posixpath
 import shlex
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import asyncssh
+if TYPE_CHECKING:
+    import asyncssh  # imported where used: ~25 MiB the service needs only for a host action
 
 # A recursive backup of a huge tree would not fit in the store; refuse instead of truncating.
 MAX_BACKUP_ENTRIES = 200_000
@@ -151,6 +152,8 @@ class _Session:
 
     async def run(self, command: str) -> str:
         """stdout of one command; raises HostError on a non-zero exit or a timeout."""
+        import asyncssh
+
         host = self._spec.name
         try:
             result = await self._conn.run(command, check=False, timeout=self._timeout)
@@ -238,6 +241,8 @@ class Hosts:
     @contextlib.asynccontextmanager
     async def _session(self, host: str) -> AsyncIterator[_Session]:
         """One SSH connection for one operation: its path checks and its command share it."""
+        import asyncssh
+
         spec = self._spec(host)
         try:
             async with asyncssh.connect(

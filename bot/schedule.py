@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-
 from bot.cron import cron_problems, crontab_trigger, latest_fire_time
 from bot.slack.summary_blocks import render_summary
 from bot.summary import HealthSummary, SummaryDeps, build_summary, state_key
 
 if TYPE_CHECKING:
+    # apscheduler is imported where a scheduler is made: a service with no schedules never loads it.
+    from apscheduler.triggers.base import BaseTrigger
+
     from bot.config import Config, ScheduleConfig
 
 _log = logging.getLogger(__name__)
@@ -212,6 +212,8 @@ class SummaryScheduler:
         # With several replicas only the leader (bot/leader.py) runs schedules; the store's per-fire-time
         # lock and last_run record still make a run exact if two ever believe they lead.
         self._is_leader = is_leader
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: set[asyncio.Task[RunResult | None]] = set()
         self.results: list[RunResult] = []  # the latest runs, newest last (bounded)
