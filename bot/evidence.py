@@ -5,10 +5,12 @@ dicts into the frozen dataclasses below, container logs, host facts and what cou
 Both sources build it the same way: `bot.cluster.Cluster.collect` (live) and
 `bot.snapshot.read_bundle` (offline). Handlers never call the cluster.
 
-Every typed object keeps `raw`, the object as the API server (or the bundle) gave it, read-only
-(a `FrozenJson` mapping: nested objects read-only too, arrays as tuples). Remediation needs it for
-backups and for JSON Patch `test` ops (`metadata.resourceVersion`, exact spec values); `thaw(raw)`
-gives back plain JSON data.
+Handlers read the typed fields. Workloads (`bot.k8s_objects.ALWAYS_RAW_KINDS`) also keep `raw`, the
+object as the API server (or the bundle) gave it, read-only (a `FrozenJson` mapping: nested objects
+read-only too, arrays as tuples): plans need it for JSON Patch `test` ops (exact spec values);
+`thaw(raw)` gives back plain JSON data. The other kinds' `raw` is empty unless the evidence was read
+to be written back as a bundle (`keep_raw=True`): at 10,000 pods the raw dicts were most of the
+memory. A handler that needs a field adds it to the typed view (as `Event.field_path`), never raw.
 """
 
 from __future__ import annotations
@@ -390,6 +392,8 @@ class Event:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     source: str = ""
+    # involvedObject.fieldPath (events.k8s.io: regarding.fieldPath), e.g. "spec.containers{app}".
+    field_path: str = ""
     raw: Mapping[str, Any] = field(default_factory=_empty_map, repr=False, compare=False)
 
 

@@ -585,6 +585,7 @@ def _event(d: Mapping[str, Any], raw: Mapping[str, Any]) -> Event:
         first_seen=first,
         last_seen=last or first,
         source=source,
+        field_path=_str(inv, "fieldPath"),
         raw=raw,
     )
 

@@ -126,13 +126,8 @@ _FIELD_PATH_CONTAINER = re.compile(r"^spec\.(?:initContainers|containers|ephemer
 
 def event_container(event: Event) -> str:
     """The container an event is about (its `involvedObject.fieldPath`, `spec.containers{name}`), or ""."""
-    for key in ("involvedObject", "regarding"):
-        involved = event.raw.get(key)
-        if isinstance(involved, Mapping):
-            match = _FIELD_PATH_CONTAINER.match(str(involved.get("fieldPath") or ""))
-            if match:
-                return match.group(1)
-    return ""
+    match = _FIELD_PATH_CONTAINER.match(event.field_path)
+    return match.group(1) if match else ""
 
 
 def describe_status(status: ContainerStatus) -> str:

@@ -56,7 +56,7 @@ def _run(code: str, *args: str) -> str:
 
 
 def test_importing_the_service_loads_no_lazy_sdk() -> None:
-    code = f"import sys, bot.cli, bot.service, bot.app; print([m for m in {LAZY!r} if m in sys.modules])"
+    code = f"import sys, bot.cli, bot.cli.serve, bot.app; print([m for m in {LAZY!r} if m in sys.modules])"
     assert _run(code) == "[]"
 
 
