@@ -243,8 +243,19 @@ async def collect_and_diagnose(
     """Live path: collect the scope's evidence (plus, with `hosts`, the owners of the data directories
     of failing pods on configured hosts, so a plan can include a chown), then diagnose it (off the
     event loop: it is CPU work). `keep_raw`: keep every object's raw form, to save a bundle."""
-    settings = settings or Settings()
     evidence = await cluster.collect(scope, keep_raw=keep_raw)
+    return await diagnose_collected(evidence, alerts, settings=settings, hosts=hosts)
+
+
+async def diagnose_collected(
+    evidence: Evidence,
+    alerts: Sequence[Alert] = (),
+    *,
+    settings: Settings | None = None,
+    hosts: Hosts | None = None,
+) -> tuple[Evidence, Diagnosis]:
+    """The second half of `collect_and_diagnose`, for evidence collected (or shared) already."""
+    settings = settings or Settings()
     if hosts is not None and settings.hosts:
         evidence = await gather_host_facts(evidence, hosts, settings)
     diagnosis = await asyncio.to_thread(diagnose, evidence, alerts, settings=settings)

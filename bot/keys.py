@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.metrics import IntakeMetrics, MetricsRegistry
     from bot.schedule import SummaryScheduler
     from bot.slack.service import SlackService
+    from bot.snapshot_cache import SnapshotCache
     from bot.store import Store
     from bot.workers import IncidentWorkers, Processor
 
@@ -42,3 +43,5 @@ CLUSTER_ERROR: web.AppKey[str] = web.AppKey("cluster_error")  # why there is no 
 HOSTS: web.AppKey[Hosts] = web.AppKey("hosts")
 SCHEDULER: web.AppKey[SummaryScheduler] = web.AppKey("summary_scheduler")
 LEADER: web.AppKey[LeaderElector] = web.AppKey("leader")  # only with ha.enabled
+# Evidence collections shared by incidents of the same namespaces (bot.snapshot_cache).
+SNAPSHOTS: web.AppKey[SnapshotCache] = web.AppKey("snapshots")

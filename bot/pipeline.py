@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot import keys
 from bot.cluster import Cluster, ClusterError
-from bot.diagnose import collect_and_diagnose, settings_from_config
+from bot.diagnose import diagnose_collected, settings_from_config
 from bot.evidence import Scope
 from bot.hosts import Hosts
 from bot.metrics import ProcessOutcome
@@ -29,6 +29,7 @@ from bot.model import (
     WorkState,
 )
 from bot.remediate import DryRunFailed, dry_run
+from bot.snapshot_cache import SnapshotCache
 from bot.wiring.slack import post_incident
 
 _log = logging.getLogger(__name__)
@@ -56,8 +57,12 @@ async def process_incident(app: web.Application, incident_id: int) -> ProcessOut
         return await _cannot_diagnose(app, incident_id, app.get(keys.CLUSTER_ERROR) or "no Kubernetes client")
     scope = Scope.from_alerts(incident.alerts, config.cluster.namespaces)
     try:
-        _, diagnosis = await collect_and_diagnose(
-            cluster, scope, incident.alerts, settings=settings_from_config(config), hosts=app.get(keys.HOSTS)
+        # An alert storm's incidents of the same namespaces share one collection.
+        _, diagnosis = await diagnose_collected(
+            await app[keys.SNAPSHOTS].get(scope),
+            incident.alerts,
+            settings=settings_from_config(config),
+            hosts=app.get(keys.HOSTS),
         )
     except ClusterError as exc:
         if exc.temporary:
@@ -116,9 +121,22 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         return None if await cluster.ping() else "Kubernetes API server not reachable"
 
     app[keys.READINESS_PROBES].append(("cluster", reachable))
+    metrics = app[keys.METRICS]
+    collections = metrics.counter(
+        "pitcrew_evidence_collections_total",
+        "Evidence collections from the Kubernetes API (incidents of the same namespaces share one).",
+    )
+    shared = metrics.counter(
+        "pitcrew_evidence_collections_shared_total",
+        "Diagnoses that used a collection another incident of the same namespaces had started.",
+    )
+    app[keys.SNAPSHOTS] = snapshots = SnapshotCache(
+        cluster.collect, on_collect=collections.inc, on_share=shared.inc
+    )
     try:
         yield
     finally:
+        await snapshots.close()
         await cluster.close()
 
 
