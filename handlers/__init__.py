@@ -15,6 +15,7 @@ from handlers import (
     container_config_error,
     crash_loop,
     image_pull_failure,
+    lifecycle_hook_failed,
     liveness_probe_failing,
     loki_frontend_worker,
     node_not_ready,
@@ -37,6 +38,7 @@ HANDLERS: tuple[ModuleType, ...] = (
     oom_killed,
     container_config_error,
     volume_source_missing,
+    lifecycle_hook_failed,
     image_pull_failure,
     pvc_pending,
     pod_unschedulable,
@@ -67,6 +69,7 @@ POD_CAUSE_CODES = frozenset(
         pod_unschedulable.CODE,
         rbac_forbidden.CODE,
         pod_evicted.CODE,
+        lifecycle_hook_failed.CODE,
     }
 )
 
