@@ -15,6 +15,7 @@ from handlers import (
     container_config_error,
     crash_loop,
     image_pull_failure,
+    init_container_failing,
     lifecycle_hook_failed,
     liveness_probe_failing,
     loki_frontend_worker,
@@ -39,6 +40,7 @@ HANDLERS: tuple[ModuleType, ...] = (
     container_config_error,
     volume_source_missing,
     lifecycle_hook_failed,
+    init_container_failing,
     image_pull_failure,
     pvc_pending,
     pod_unschedulable,
@@ -70,6 +72,7 @@ POD_CAUSE_CODES = frozenset(
         rbac_forbidden.CODE,
         pod_evicted.CODE,
         lifecycle_hook_failed.CODE,
+        init_container_failing.CODE,
     }
 )
 
