@@ -59,7 +59,8 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
             lines += [f"previous log: {x}" for x in quote.lines]
             if not previous:
                 lines.append("previous log: not available")
-            headline = quote.headline if quote.named or not message else message.splitlines()[-1]
+            # A summary quotes a line that names the error; the fallback tail stays in the evidence.
+            headline = quote.headline if quote.named else (message.splitlines()[-1] if message else "")
             code = describe_exit(last) or "unknown exit code"
             owner = evidence.owning_workload(pod)
             findings.append(

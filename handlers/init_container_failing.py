@@ -80,7 +80,7 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
         pod, status, word, failed = members[0]
         container = pod.spec.container(name)
         exit_text = describe_exit(failed) or "unknown exit code"
-        headline = quote.headline if quote.named or not message else message.splitlines()[-1]
+        headline = quote.headline if quote.named else (message.splitlines()[-1] if message else "")
         evidence_lines = [
             f"init container {name}"
             + (
