@@ -22,7 +22,7 @@ from bot.redact import redact_json
 
 if TYPE_CHECKING:
     from bot.model import Incident
-    from bot.store import AuditEntry, Decision, Execution, Store
+    from bot.store import AuditEntry, Decision, Execution, StoreBackend
 
 
 DiagnosisOutcome = Literal["pending", "ok", "failed", "skipped"]
@@ -61,7 +61,7 @@ class History:
     other_executions: tuple[Execution, ...]
 
 
-async def load_history(store: Store, *, limit: int) -> History:
+async def load_history(store: StoreBackend, *, limit: int) -> History:
     incidents = await store.list_incidents(limit=limit)
     entries = []
     for incident in incidents:

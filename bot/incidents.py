@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.alertmanager import WebhookPayload
-    from bot.store import IntakeResult, Store
+    from bot.store import IncidentRepository, IntakeResult
 
 MAX_BATCH = 128
 
 
 class WebhookCommitter:
-    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, store: IncidentRepository, *, max_batch: int = MAX_BATCH) -> None:
         self._store = store
         self._max_batch = max_batch
         self._queue: list[tuple[WebhookPayload, asyncio.Future[IntakeResult]]] = []

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bot.schedule import SummaryScheduler
     from bot.slack.service import SlackService
     from bot.snapshot_cache import SnapshotCache
-    from bot.store import Store
+    from bot.store import StoreBackend
     from bot.workers import IncidentWorkers, Processor
 
 # A readiness probe returns None when ready, else a one-line reason. /readyz runs them all.
@@ -31,7 +31,7 @@ ReadinessProbe = Callable[[], Awaitable[str | None]]
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 METRICS: web.AppKey[MetricsRegistry] = web.AppKey("metrics")
 INTAKE_METRICS: web.AppKey[IntakeMetrics] = web.AppKey("intake_metrics")
-STORE: web.AppKey[Store] = web.AppKey("store")
+STORE: web.AppKey[StoreBackend] = web.AppKey("store")
 WEBHOOK_COMMITTER: web.AppKey[WebhookCommitter] = web.AppKey("webhook_committer")
 WEBHOOK_AUTH: web.AppKey[WebhookAuth] = web.AppKey("webhook_auth")
 PROCESSOR: web.AppKey[Processor] = web.AppKey("processor")

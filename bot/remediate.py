@@ -11,7 +11,7 @@ Safety rules (DESIGN.md) and where each one lives:
    just backed up); the API answers 409/422 if anything changed, and the executor stops with
    "object changed since diagnosis". ConfigMap edits also check the key's content seen at diagnosis.
 5. validation after the change; failure -> outcome failed, and rollback when configured.
-6. one execution per incident and one at a time per target: `Store.start_execution` (SQL).
+6. one execution per incident and one at a time per target: bot/store/executions.py (SQL).
 7. every step is in the audit log and reported through `on_event` (Slack thread, CLI).
 
 The executor talks to the cluster through the small `ClusterWriter` protocol (implemented by
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from bot.config import Config
     from bot.hosts import Hosts
     from bot.metrics import Counter, MetricsRegistry
-    from bot.store import Backup, Store
+    from bot.store import Backup, StoreBackend
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ class _Run:
         execution_id: int,
         incident_id: int | None,
         actor: str,
-        store: Store,
+        store: StoreBackend,
         on_event: EventSink,
     ) -> None:
         self.execution_id = execution_id
@@ -628,7 +628,7 @@ async def execute(
     actor: str,
     cluster: ExecutorCluster,
     hosts: Hosts | None,
-    store: Store,
+    store: StoreBackend,
     config: Config,
     on_event: EventSink,
     confirm: Confirm | None = None,
@@ -777,7 +777,9 @@ async def execute(
     )
 
 
-async def _finish(run: _Run, store: Store, incident_id: int | None, outcome: Outcome, detail: str) -> None:
+async def _finish(
+    run: _Run, store: StoreBackend, incident_id: int | None, outcome: Outcome, detail: str
+) -> None:
     if outcome == "refused":  # pragma: no cover - never started, nothing to finish
         return
     await store.finish_execution(run.execution_id, outcome, detail)
@@ -914,7 +916,7 @@ async def rollback(
     actor: str,
     cluster: ClusterWriter,
     hosts: Hosts | None,
-    store: Store,
+    store: StoreBackend,
     on_event: EventSink,
     config: Config | None = None,
 ) -> ExecutionResult:

@@ -30,7 +30,7 @@ from bot.redact import redact
 if TYPE_CHECKING:
     from bot.cluster import Cluster
     from bot.config import Config, ScheduleConfig
-    from bot.store import Execution, Store
+    from bot.store import Execution, StoreBackend
 
 # How many restarted pods a namespace lists before "and N more".
 TOP_RESTARTS = 5
@@ -839,7 +839,7 @@ class SummaryDeps:
     `config.cluster` for this summary and close afterwards. `store` None: no incidents section."""
 
     config: Config
-    store: Store | None = None
+    store: StoreBackend | None = None
     cluster: Cluster | None = None
     snapshot_dir: str | None = None
     # Called after a summary is queued in the outbox (the Slack service's "send now" nudge).
@@ -858,7 +858,7 @@ def baseline_schedule(config: Config, namespaces: Sequence[str]) -> ScheduleConf
     return None
 
 
-async def load_state(store: Store | None, schedule_name: str | None) -> SummaryState | None:
+async def load_state(store: StoreBackend | None, schedule_name: str | None) -> SummaryState | None:
     """The previous summary's state; a missing or unreadable record means no baseline."""
     if store is None or schedule_name is None:
         return None
@@ -967,7 +967,7 @@ async def _checks(
 
 
 async def _store_rows(
-    store: Store | None, since: float
+    store: StoreBackend | None, since: float
 ) -> tuple[list[Incident], list[Execution], dict[int, tuple[str, str]], str | None]:
     if store is None:
         return [], [], {}, "no store configured"

@@ -21,7 +21,7 @@ from bot.model import AUDIT_PROCESSING_FAILED, WorkState
 
 if TYPE_CHECKING:
     from bot.metrics import IntakeMetrics, ProcessOutcome
-    from bot.store import Store
+    from bot.store import StoreBackend
 
 # A processor says how the incident's processing ended ("failed": recorded as not diagnosable;
 # "skipped": nothing to do); None means "ok". Raising means "try again later".
@@ -53,7 +53,7 @@ class IncidentWorkers:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreBackend,
         processor: Processor,
         *,
         concurrency: int,

@@ -34,7 +34,7 @@ from bot.slack.routing import choose_channel
 from bot.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
-    from bot.store import Store
+    from bot.store import StoreBackend
 
 _log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def plan_digest(incident: Incident) -> str:
 class IncidentMessages:
     def __init__(
         self,
-        store: Store,
+        store: StoreBackend,
         settings: SlackSettings,
         *,
         wake: Callable[[], None] = lambda: None,

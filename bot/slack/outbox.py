@@ -35,7 +35,7 @@ from slack_sdk.errors import SlackApiError
 
 if TYPE_CHECKING:
     from bot.metrics import Counter
-    from bot.store import OutboxItem, Store
+    from bot.store import OutboxItem, OutboxRepository, StoreBackend
 
 _log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def incident_thread(incident_id: int) -> str:
     return f"incident:{incident_id}"
 
 
-async def enqueue(store: Store, thread_key: str, method: str, payload: OutboxPayload) -> int:
+async def enqueue(store: OutboxRepository, thread_key: str, method: str, payload: OutboxPayload) -> int:
     return await store.enqueue_outbox(thread_key, method, payload.dumps())
 
 
@@ -130,7 +130,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreBackend,  # the outbox, and kv for where a living message is
         client: WebApi,
         *,
         deliveries: Counter | None = None,

@@ -42,7 +42,7 @@ from bot.slack.workflow import Actor, Executor, Workflow
 
 if TYPE_CHECKING:
     from bot.metrics import Counter, MetricsRegistry
-    from bot.store import Store
+    from bot.store import StoreBackend
 
 _log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class SlackMetrics:
     deliveries: Counter
 
     @classmethod
-    def register(cls, registry: MetricsRegistry, store: Store) -> SlackMetrics:
+    def register(cls, registry: MetricsRegistry, store: StoreBackend) -> SlackMetrics:
         rejected = registry.counter(
             "pitcrew_slack_requests_rejected_total",
             "Slack requests refused by signature verification, by reason (stale timestamp or bad signature).",
@@ -145,7 +145,7 @@ class SlackService:
     def __init__(
         self,
         settings: SlackSettings,
-        store: Store,
+        store: StoreBackend,
         *,
         executor: Executor,
         tools: CommandTools | None = None,

@@ -26,7 +26,7 @@ from bot.slack.messages import IncidentMessages
 from bot.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
-    from bot.store import Store
+    from bot.store import StoreBackend
 
 _log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Actor:
 class Workflow:
     def __init__(
         self,
-        store: Store,
+        store: StoreBackend,
         settings: SlackSettings,
         messages: IncidentMessages,
         groups: GroupResolver,
@@ -356,7 +356,9 @@ def _target_namespaces(targets: Sequence[str]) -> tuple[str, ...]:
 class RemediateExecutor:
     """`Executor` over `bot.remediate`, with the cluster and hosts adapters bound."""
 
-    def __init__(self, *, cluster: Any, hosts: Any, store: Store, config: Any, metrics: Any = None) -> None:
+    def __init__(
+        self, *, cluster: Any, hosts: Any, store: StoreBackend, config: Any, metrics: Any = None
+    ) -> None:
         self._cluster = cluster
         self._hosts = hosts
         self._store = store

@@ -69,6 +69,11 @@ def make_payload(group_key: str, alerts: Sequence[Alert], **overrides: Any) -> W
     return WebhookPayload(**fields)
 
 
+async def new_incident(store: Store, group_key: str = "g1") -> int:
+    """An incident of one firing alert, through intake as a webhook would make it; returns its id."""
+    return (await store.record_webhook(make_payload(group_key, [make_alert("a")]))).incident_id
+
+
 @pytest.fixture
 def store_clock() -> FakeClock:
     return FakeClock()
