@@ -28,7 +28,7 @@ from bot.incidents import WebhookCommitter
 from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample, register_build_info
 from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
-from bot.remediate import EXECUTION_OUTCOMES, execution_counter
+from bot.remediation import EXECUTION_OUTCOMES, execution_counter
 from bot.store import Store, StoreError
 from bot.version import version
 from bot.wiring.leader import leader_ctx

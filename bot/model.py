@@ -52,7 +52,7 @@ class ObjectRef:
 
 
 # ---------------------------------------------------------------------------------------------
-# Plans: declarative steps a handler proposes and remediate.py executes.
+# Plans: declarative steps a handler proposes and bot/remediation/ executes.
 # ---------------------------------------------------------------------------------------------
 
 StepAction = Literal["patch", "edit-configmap", "restart-pod", "host-command", "wait-ready"]
@@ -295,7 +295,7 @@ def findings_loads(text: str) -> tuple[Finding, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Execution events: what remediate.py reports, the CLI prints and Slack posts in the thread.
+# Execution events: what bot/remediation/ reports, the CLI prints and Slack posts in the thread.
 # ---------------------------------------------------------------------------------------------
 
 StepPhase = Literal["started", "progress", "done", "failed", "skipped", "rolled-back"]

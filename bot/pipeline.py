@@ -2,7 +2,7 @@
 result, tell Slack. One call per pending incident, made by `bot.workers`.
 
 Nothing here changes the cluster: the dry run is server-side (`dryRun=All`) and the real execution
-waits for an approval (`bot.remediate.execute`, started from Slack or the CLI).
+waits for an approval (`bot.remediation.execute`, started from Slack or the CLI).
 
 This module also owns the cluster and hosts cleanup contexts, since the pipeline is their first user
 in the service (Slack commands and the scheduler reuse them through `keys.CLUSTER` / `keys.HOSTS`).
@@ -28,7 +28,7 @@ from bot.model import (
     IncidentStatus,
     WorkState,
 )
-from bot.remediate import DryRunFailed, dry_run
+from bot.remediation import DryRunFailed, dry_run
 from bot.snapshot_cache import SnapshotCache
 from bot.wiring.slack import post_incident
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from bot.diagnose import diagnose
 from bot.model import HostCommandStep, PatchStep, Plan, RestartPodStep, WaitReadyStep
-from bot.remediate import preflight
+from bot.remediation import preflight
 from handlers import volume_permission
 from handlers.base import HostTarget, Settings
 from tests.support.kube import (

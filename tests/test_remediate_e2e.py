@@ -32,7 +32,7 @@ from bot.model import (
     WaitReadyStep,
     WorkState,
 )
-from bot.remediate import DryRunFailed, ExecutionResult, dry_run, execute, execution_counter, rollback
+from bot.remediation import DryRunFailed, ExecutionResult, dry_run, execute, execution_counter, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import Kubelet, WriteSemantics, live_object

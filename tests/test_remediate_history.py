@@ -24,7 +24,7 @@ from bot.model import (
     StepEvent,
     plan_to_json,
 )
-from bot.remediate import execute, rollback
+from bot.remediation import execute, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import WriteSemantics

@@ -12,7 +12,7 @@ import pytest
 from bot.config import parse_config
 from bot.hosts import HostBackup, Hosts
 from bot.model import HostCommandStep, ObjectRef, Plan, StepEvent
-from bot.remediate import execute, rollback
+from bot.remediation import execute, rollback
 from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import WriteSemantics

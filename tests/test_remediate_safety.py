@@ -22,7 +22,7 @@ import yaml
 
 from bot.config import parse_config
 from bot.model import Plan, Step, StepEvent
-from bot.remediate import execute
+from bot.remediation import execute
 from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import Kubelet, WriteSemantics, live_object
@@ -189,7 +189,7 @@ async def test_api_refusal_fails_the_step_cleanly_and_backup_files_are_private(
 
 
 async def test_dry_run_reports_unreadable_or_missing_objects_as_dry_run_failures(kube_writes: Kube) -> None:
-    from bot.remediate import DryRunFailed, dry_run
+    from bot.remediation import DryRunFailed, dry_run
 
     kube, _ = kube_writes
     findings = seed_findings(kube)
@@ -260,7 +260,7 @@ async def test_rollback_backs_up_what_it_replaces_and_can_itself_be_undone(
 ) -> None:
     """Rule 2 holds for a rollback too: it is a change. A later hand edit (replicas) that the restore
     overwrites is saved first, in the store and as YAML; rolling back the rollback brings it back."""
-    from bot.remediate import rollback
+    from bot.remediation import rollback
 
     kube, _ = kube_writes
     plan = seed_findings(kube)[0].plan
@@ -318,7 +318,7 @@ async def test_rollback_backs_up_what_it_replaces_and_can_itself_be_undone(
 async def test_dry_run_diff_redacts_env_values_and_config_secrets_in_its_context(kube_writes: Kube) -> None:
     # The diff is shown in Slack and printed by the CLI. Its context lines quote the live object: an
     # env value next to the changed field, or a secret line next to the edited one, is not shown.
-    from bot.remediate import dry_run
+    from bot.remediation import dry_run
     from tests.test_remediate_e2e import NS
 
     kube, _ = kube_writes

@@ -22,17 +22,10 @@ from bot.model import (
     StepEvent,
     WaitReadyStep,
 )
-from bot.remediate import (
-    _changed_since_diagnosis,
-    _patch_ops,
-    _pod_state,
-    _restore_ops,
-    format_event,
-    format_plan,
-    plan_namespaces,
-    plan_of,
-    step_lock_target,
-)
+from bot.remediation import format_event, format_plan, plan_namespaces, plan_of, step_lock_target
+from bot.remediation.executor import _pod_state
+from bot.remediation.plan import _changed_since_diagnosis, _patch_ops
+from bot.remediation.rollback import _restore_ops
 from bot.yamldiff import strip_noise, to_yaml, unified_yaml_diff
 
 STS = ObjectRef("StatefulSet", "prometheus", "monitoring")
@@ -246,7 +239,7 @@ def test_parse_rollback_id(text: str, parsed: tuple[str, str] | None) -> None:
 def test_preflight_refuses_patches_not_pinned_to_the_diagnosis(
     ops: tuple[JsonPatchOp, ...], resource_version: str | None, problem: str | None
 ) -> None:
-    from bot.remediate import preflight
+    from bot.remediation import preflight
 
     step = PatchStep(STS, ops, "d", resource_version=resource_version)
     problems = preflight(Plan(steps=(RestartPodStep(ObjectRef("Pod", "p", "ns"), "r"), step)), None)
@@ -263,7 +256,7 @@ def test_preflight_refuses_patches_not_pinned_to_the_diagnosis(
 async def test_a_backup_file_is_never_written_through_a_symlink(tmp_path: Path) -> None:
     # Backup file names are predictable: one planted as a symlink in the folder must not redirect
     # pitcrew's write (the step fails before its change; the store's backup is the one of record).
-    from bot.remediate import _write_backup_file
+    from bot.remediation.run import _write_backup_file
 
     folder = tmp_path / "backups"
     folder.mkdir()

@@ -29,7 +29,7 @@ from bot.diagnose import diagnose
 from bot.evidence import Scope
 from bot.leader import LeaderElector
 from bot.model import StepEvent
-from bot.remediate import dry_run, execute, rollback
+from bot.remediation import dry_run, execute, rollback
 from bot.store import Store
 from bot.validate import validate
 from tests.support.deploy import (

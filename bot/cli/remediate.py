@@ -14,7 +14,7 @@ from bot.diagnose import diagnose
 from bot.evidence import Evidence, Scope
 from bot.hosts import Hosts
 from bot.model import Step, StepEvent
-from bot.remediate import DryRunFailed, dry_run, execute, format_event, format_plan, plan_of
+from bot.remediation import DryRunFailed, dry_run, execute, format_event, format_plan, plan_of
 from bot.snapshot import BundleError, read_bundle
 from bot.store import Store
 

@@ -14,7 +14,7 @@ from bot.cli.remediate import ask, interactive_allowed, print_event
 from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
 from bot.hosts import Hosts
-from bot.remediate import rollback
+from bot.remediation import rollback
 from bot.store import Store
 
 RollbackTarget = tuple[Literal["backup", "incident", "execution"], str]

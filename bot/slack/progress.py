@@ -59,7 +59,7 @@ class Progress:
 
 
 def planned_steps(findings: Sequence[Finding]) -> tuple[Step, ...]:
-    """The steps an execution of these findings runs, in its order (as bot.remediate's plan_of)."""
+    """The steps an execution of these findings runs, in its order (as bot.remediation's plan_of)."""
     return tuple(s for f in findings if f.plan is not None for s in f.plan.steps)
 
 

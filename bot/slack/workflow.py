@@ -6,7 +6,7 @@ store's `start_execution` is the final word on "exactly one execution per incide
 clicking at once, or one person twice, start one execution. Every refusal is audited.
 
 The executor is reached through the small `Executor` protocol (`RemediateExecutor` binds
-`bot.remediate` to the cluster and hosts adapters), and group membership through `GroupResolver`.
+`bot.remediation` to the cluster and hosts adapters), and group membership through `GroupResolver`.
 """
 
 from __future__ import annotations
@@ -354,7 +354,7 @@ def _target_namespaces(targets: Sequence[str]) -> tuple[str, ...]:
 
 
 class RemediateExecutor:
-    """`Executor` over `bot.remediate`, with the cluster and hosts adapters bound."""
+    """`Executor` over `bot.remediation`, with the cluster and hosts adapters bound."""
 
     def __init__(
         self, *, cluster: Any, hosts: Any, store: StoreBackend, config: Any, metrics: Any = None
@@ -368,9 +368,9 @@ class RemediateExecutor:
     async def execute(
         self, findings: Sequence[Finding], *, incident_id: int, actor: str, on_event: EventSink
     ) -> ResultLike:
-        from bot import remediate
+        from bot import remediation
 
-        return await remediate.execute(
+        return await remediation.execute(
             findings,
             incident_id=incident_id,
             actor=actor,
@@ -383,9 +383,9 @@ class RemediateExecutor:
         )
 
     async def rollback(self, ref: int | str, *, actor: str, on_event: EventSink) -> ResultLike:
-        from bot import remediate
+        from bot import remediation
 
-        return await remediate.rollback(
+        return await remediation.rollback(
             ref,
             actor=actor,
             cluster=self._cluster,

@@ -68,7 +68,7 @@ def _hosts(app: web.Application) -> Any:
 
 
 class AppExecutor:
-    """`Executor` for the running app: `bot.remediate` with the app's cluster and hosts."""
+    """`Executor` for the running app: `bot.remediation` with the app's cluster and hosts."""
 
     def __init__(self, app: web.Application) -> None:
         self._app = app

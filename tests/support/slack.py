@@ -607,9 +607,9 @@ async def socket_mode_server() -> AsyncIterator[SocketModeServer]:
 
 # ---------------------------------------------------------------------------------------------
 # An executor for Slack-level tests: it keeps the store's execution protocol exactly as
-# bot.remediate does (start_execution -> EXECUTING -> backups -> events -> finish -> final state), so
+# bot.remediation does (start_execution -> EXECUTING -> backups -> events -> finish -> final state), so
 # "one execution per incident" is still the store's real SQL guarantee, but touches no cluster.
-# The end-to-end test uses the real bot.remediate against the emulated cluster instead.
+# The end-to-end test uses the real bot.remediation against the emulated cluster instead.
 # ---------------------------------------------------------------------------------------------
 
 
