@@ -36,7 +36,7 @@ from bot.model import (
     finding_to_json,
 )
 from bot.redact import redact, redact_json, redact_lines
-from handlers import GENERIC_CODES, HANDLERS, POD_CAUSE_CODES, POD_PROBLEM_CODES
+from handlers import CAUSE_LINKS, GENERIC_CODES, HANDLERS, POD_CAUSE_CODES, POD_PROBLEM_CODES
 from handlers.base import HostTarget, Settings, containers_with_status, is_failing, live_pods
 
 if TYPE_CHECKING:
@@ -98,12 +98,19 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def _link(findings: list[Finding]) -> list[Finding]:
-    """service-no-endpoints is caused by the findings on the pods it selects."""
+    """service-no-endpoints is caused by the findings on the pods it selects; the CAUSE_LINKS table
+    (handlers/__init__.py) links the other kinds by the objects two findings share."""
     out: list[Finding] = []
     for f in findings:
         if f.code == "service-no-endpoints":
             pods = _pods_of(f)
             causes = [g.code for g in findings if g.code in POD_PROBLEM_CODES and _pods_of(g) & pods]
+            f = replace(f, caused_by=tuple(dict.fromkeys(f.caused_by + tuple(causes))))
+        link = CAUSE_LINKS.get(f.code)
+        if link is not None:
+            codes, kinds = link
+            mine = {o for o in f.objects if o.kind in kinds}
+            causes = [g.code for g in findings if g is not f and g.code in codes and mine & set(g.objects)]
             f = replace(f, caused_by=tuple(dict.fromkeys(f.caused_by + tuple(causes))))
         out.append(f)
     return out

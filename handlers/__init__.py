@@ -8,26 +8,35 @@ fails to import fails this import, naming it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, ModuleType
 
 from handlers import (
     container_config_error,
     crash_loop,
+    dns_or_network_failure,
+    hpa_cannot_scale,
     image_pull_failure,
+    ingress_backend_invalid,
     init_container_failing,
+    job_failed,
     lifecycle_hook_failed,
     liveness_probe_failing,
     loki_frontend_worker,
     node_not_ready,
     oom_killed,
+    pdb_blocking,
     pod_evicted,
     pod_unschedulable,
     pvc_pending,
+    pvc_provisioning_failed,
+    quota_exceeded,
     rbac_forbidden,
     readiness_probe,
+    rollout_stuck,
     service_no_endpoints,
     service_selector_mismatch,
+    statefulset_misconfigured,
     volume_permission,
     volume_source_missing,
 )
@@ -42,13 +51,22 @@ HANDLERS: tuple[ModuleType, ...] = (
     lifecycle_hook_failed,
     init_container_failing,
     image_pull_failure,
+    statefulset_misconfigured,
+    pvc_provisioning_failed,
+    quota_exceeded,
     pvc_pending,
     pod_unschedulable,
     rbac_forbidden,
     pod_evicted,
     node_not_ready,
+    job_failed,
+    dns_or_network_failure,
     service_selector_mismatch,
     service_no_endpoints,
+    ingress_backend_invalid,
+    hpa_cannot_scale,
+    rollout_stuck,
+    pdb_blocking,
     liveness_probe_failing,
     readiness_probe,
     crash_loop,
@@ -73,12 +91,38 @@ POD_CAUSE_CODES = frozenset(
         pod_evicted.CODE,
         lifecycle_hook_failed.CODE,
         init_container_failing.CODE,
+        pvc_provisioning_failed.CODE,
+        job_failed.CODE,
+        dns_or_network_failure.CODE,
     }
 )
 
 # Codes whose findings describe trouble on the pods they list, so they can explain a Service without
 # ready endpoints. A selector mismatch lists pods only as the ones that look intended: never a cause.
 POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE}
+
+_SERVICE_CAUSES = frozenset({service_no_endpoints.CODE, service_selector_mismatch.CODE})
+# Cause chains across kinds: a finding with the code on the left is `caused_by` any other finding
+# whose code is in the set and that names one of the same objects of the given kinds. Rollouts and
+# disruption budgets are stuck because of their pods; an Ingress or a connection fails because of its
+# Service; pods wait on a claim that cannot be provisioned.
+CAUSE_LINKS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = MappingProxyType(
+    {
+        rollout_stuck.CODE: (POD_PROBLEM_CODES | {quota_exceeded.CODE}, frozenset({"Pod", "ReplicaSet"})),
+        pdb_blocking.CODE: (POD_PROBLEM_CODES, frozenset({"Pod"})),
+        ingress_backend_invalid.CODE: (_SERVICE_CAUSES, frozenset({"Service"})),
+        dns_or_network_failure.CODE: (_SERVICE_CAUSES, frozenset({"Service"})),
+        pvc_pending.CODE: (
+            frozenset({pvc_provisioning_failed.CODE, statefulset_misconfigured.CODE}),
+            frozenset({"PersistentVolumeClaim", "StatefulSet"}),
+        ),
+        pod_unschedulable.CODE: (frozenset({pvc_provisioning_failed.CODE}), frozenset({"Pod"})),
+        pvc_provisioning_failed.CODE: (
+            frozenset({statefulset_misconfigured.CODE}),
+            frozenset({"StatefulSet"}),
+        ),
+    }
+)
 
 
 class HandlerRegistryError(Exception):

@@ -113,6 +113,17 @@ def _in_trouble(evidence: Evidence, pod: Pod, status: ContainerStatus) -> bool:
     return status.restart_count > 0 or state.state in ("terminated", "running")
 
 
+def _loopback(host: str, pod: Pod) -> bool:
+    if not host:
+        return False
+    if host.lower() in ("localhost", "0.0.0.0", "::1") or host == pod.pod_ip:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _service_for(evidence: Evidence, pod: Pod, host: str) -> tuple[str, str] | None:
     """(namespace, service) a host name or cluster IP points at, when it is one of the cluster's."""
     try:
@@ -271,8 +282,8 @@ def _explain(evidence: Evidence, pod: Pod, failure: _Failure) -> tuple[str, list
         and all(p.port != failure.port for p in service.ports)
         and (failure.host == service.cluster_ip or not failure.host.replace(".", "").isdigit())
     ):
-        ports = ", ".join(str(p.port) for p in service.ports)
-        return (f"Service {name} has no port {failure.port} (it has {ports})", [ref])
+        have = ", ".join(str(p.port) for p in service.ports)
+        return (f"Service {name} has no port {failure.port} (it has {have})", [ref])
     backends = [p for p in evidence.pods_selected_by(namespace, service.selector) if not p.meta.deleting]
     labels = [dict(p.meta.labels) for p in backends] or [dict(service.selector)]
     ips = [p.pod_ip for p in backends if p.pod_ip]
@@ -313,7 +324,8 @@ def _explain(evidence: Evidence, pod: Pod, failure: _Failure) -> tuple[str, list
             f"Service {name} exists, yet its name does not resolve: is cluster DNS (CoreDNS) healthy?",
             [ref],
         )
-    return (f"Service {name} has ready endpoints, yet the connection fails", [ref])
+    # Ready endpoints and nothing in the way: the evidence does not explain it (crash-loop quotes it).
+    return ("", [])
 
 
 def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
@@ -330,7 +342,11 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
             failure = next((f for f in map(_parse, reversed(lines)) if f is not None), None)
             if failure is None or (failure.kind == "connect" and not failure.host):
                 continue
+            if _loopback(failure.host, pod):
+                continue  # the pod's own process (a sidecar, a port not up yet): not the network
             explanation, objects = _explain(evidence, pod, failure)
+            if not explanation:
+                continue  # nothing in the evidence says why: the generic findings quote the line
             owner = evidence.owning_workload(pod)
             key = (
                 pod.namespace,
@@ -344,23 +360,20 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
                 entry[0].append(pod)
             break
     findings: list[Finding] = []
-    for _key, (pods, failure, explanation, objects, owner) in sorted(grouped.items()):
+    for _key, (pods, failure, explanation, objects, top) in sorted(grouped.items()):
         target = failure.host + (f":{failure.port}" if failure.port is not None else "")
         what = "cannot resolve" if failure.kind == "dns" else "cannot connect to"
-        who = f"{owner.kind} {owner.name}" if owner is not None else f"pod {pods[0].name}"
+        who = f"{top.kind} {top.name}" if top is not None else f"pod {pods[0].name}"
         count = f" ({len(pods)} pods)" if len(pods) > 1 else ""
         lines = [f"pod {pods[0].name} log: {failure.line}"]
-        lines.append(
-            explanation
-            or "nothing in the evidence explains it (the target is outside the collected namespaces)"
-        )
+        lines.append(explanation)
         findings.append(
             Finding(
                 code=CODE,
                 severity=Severity.WARNING,
                 summary=f"{who}{count} {what} {target or 'a name'}"
                 + (f": {explanation}" if explanation else ""),
-                objects=refs(owner, *(p.ref for p in pods), *objects),
+                objects=refs(top, *(p.ref for p in pods), *objects),
                 evidence=tuple(lines),
             )
         )
