@@ -1,9 +1,12 @@
-"""The import contracts (pyproject.toml `[tool.importlinter]`, explained in ARCHITECTURE.md) hold:
+"""ARCHITECTURE.md names only modules that exist, and every layer of the contracts.
+
+The import contracts (pyproject.toml `[tool.importlinter]`, explained in ARCHITECTURE.md) hold:
 no import cycles between sibling modules, and the layer order domain <- adapters <- services <-
 wiring <- entry points. Checked by import-linter's `lint-imports`, as CI runs it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -84,3 +87,27 @@ def test_the_contracts_catch_a_cycle_and_an_upward_import(tmp_path: Path, broken
     assert proc.returncode == 1, proc.stdout + proc.stderr
     expected = "acyclic BROKEN" if broken == "cycle" else "layers BROKEN"
     assert expected in proc.stdout, proc.stdout
+
+
+def test_architecture_md_names_only_paths_that_exist() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    # Every `path` it quotes that looks like a file or folder of the repository.
+    paths = set(re.findall(r"`((?:bot|handlers|tests)/[\w/.]*)`", text))
+    paths = {p for p in paths if "VERB" not in p and "AGGREGATE" not in p}
+    assert len(paths) > 40, "the path of an alert and the rooms name the modules"
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert missing == [], f"ARCHITECTURE.md names paths that do not exist: {missing}"
+
+
+def test_architecture_md_places_every_layered_module() -> None:
+    # The rooms table and the layers contract say the same: each module of a layer is named.
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    (layers,) = [c["layers"] for c in _contracts() if c["type"] == "layers"]
+    assert isinstance(layers, list)
+    modules = {name.strip() for layer in layers for name in layer.split(":")}
+    unnamed = []
+    for module in sorted(modules):
+        path = module.replace(".", "/")
+        if f"`{path}.py`" not in text and f"`{path}/`" not in text:
+            unnamed.append(module)
+    assert unnamed == [], f"ARCHITECTURE.md does not place: {unnamed}"
