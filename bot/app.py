@@ -29,7 +29,7 @@ from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample, re
 from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
 from bot.remediation import EXECUTION_OUTCOMES, execution_counter
-from bot.store import Store, StoreError
+from bot.store import open_store
 from bot.version import version
 from bot.wiring.leader import leader_ctx
 from bot.wiring.schedule import scheduler_ctx
@@ -125,10 +125,7 @@ def add_readiness_probe(app: web.Application, name: str, probe: keys.ReadinessPr
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
-    if config.store.url is not None:
-        # Never fall back to a local SQLite file when PostgreSQL was asked for: replicas would diverge.
-        raise StoreError("store.url (PostgreSQL): this pitcrew build cannot serve on PostgreSQL yet")
-    store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
+    store = await open_store(config.store)  # PostgreSQL with store.url, else SQLite; migrated
     app[keys.STORE] = store
     committer = WebhookCommitter(store)
     app[keys.WEBHOOK_COMMITTER] = committer
@@ -136,7 +133,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     async def store_open() -> str | None:
         if not store.is_open:
             return "store is closed"
-        await store.pragma("journal_mode")  # a real round trip through the store's thread
+        await store.ping()  # a real round trip to the database
         return None
 
     async def incidents_by_state() -> list[Sample]:

@@ -7,6 +7,9 @@ import pytest
 from bot.store import NotFound, Store
 from tests.support.store import FakeClock, new_incident
 
+# Every test on both backends, unless it says otherwise (tests/support/store.py).
+pytestmark = pytest.mark.store_backends("sqlite", "postgresql")
+
 
 async def test_decisions_round_trip_in_order(tmp_store: Store, store_clock: FakeClock) -> None:
     iid = await new_incident(tmp_store)

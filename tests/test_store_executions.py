@@ -11,6 +11,10 @@ import pytest
 from bot.store import Execution, ExecutionConflict, NotFound, Store
 from tests.support.store import FakeClock, new_incident
 
+# Every test on both backends, unless it says otherwise (tests/support/store.py).
+pytestmark = pytest.mark.store_backends("sqlite", "postgresql")
+
+
 Opener = Callable[..., Awaitable[Store]]
 
 PROMETHEUS = "monitoring/StatefulSet/prometheus"
@@ -82,6 +86,7 @@ async def test_executions_without_incident_are_allowed_but_still_lock_targets(tm
     assert [e.id for e in await tmp_store.list_executions()] == [other.id, cli_run.id]
 
 
+@pytest.mark.store_backends("sqlite")  # SQLite's own mechanics; PostgreSQL: test_store_postgres.py
 async def test_target_lock_is_a_unique_index_in_sql(tmp_store: Store) -> None:
     execution = await tmp_store.start_execution(None, "cli", [PROMETHEUS], "{}")
     other = await tmp_store.start_execution(None, "cli", [LOKI_CM], "{}")
@@ -93,6 +98,7 @@ async def test_target_lock_is_a_unique_index_in_sql(tmp_store: Store) -> None:
     assert execution.id != other.id
 
 
+@pytest.mark.store_backends("sqlite")  # SQLite's own mechanics; PostgreSQL: test_store_postgres.py
 async def test_one_execution_per_incident_is_a_unique_constraint_in_sql(tmp_store: Store) -> None:
     iid = await new_incident(tmp_store)
     await tmp_store.start_execution(iid, "u", [PROMETHEUS], "{}")

@@ -21,7 +21,11 @@ from bot.model import (
     WorkState,
 )
 from bot.store import MIGRATIONS, Store
-from tests.support.store import FakeClock, make_alert, make_payload
+from tests.support.store import INTEGRITY_ERRORS, FakeClock, make_alert, make_payload
+
+# Every test on both backends, unless it says otherwise (tests/support/store.py).
+pytestmark = pytest.mark.store_backends("sqlite", "postgresql")
+
 
 Opener = Callable[..., Awaitable[Store]]
 
@@ -65,6 +69,7 @@ async def test_one_incident_per_group_key_with_its_alerts(tmp_store: Store) -> N
     assert await tmp_store.get_incident(9999) is None
 
 
+@pytest.mark.store_backends("sqlite")  # SQLite's own mechanics; PostgreSQL: test_store_postgres.py
 async def test_renotification_adds_new_alerts_and_updates_known_fingerprints(
     tmp_store: Store, store_clock: FakeClock
 ) -> None:
@@ -170,6 +175,7 @@ async def test_an_incident_first_seen_resolved_is_resolved_when_created(
     assert other is not None and other.resolved_at is None
 
 
+@pytest.mark.store_backends("sqlite")  # SQLite's own mechanics; PostgreSQL: test_store_postgres.py
 async def test_migration_2_gives_resolved_incidents_of_an_older_store_their_resolution_time(
     tmp_store_opener: Opener, tmp_store_path: Path
 ) -> None:
@@ -346,12 +352,10 @@ async def test_group_level_changes_are_stored_without_requeue(tmp_store: Store) 
 async def test_payload_failing_midway_stores_nothing_for_a_new_incident(tmp_store: Store) -> None:
     # The second alert violates NOT NULL (starts_at) after the incident and first alert were written.
     bad = dataclasses.replace(make_alert("b"), starts_at=None)  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await tmp_store.record_webhook(make_payload("g1", [make_alert("a"), bad]))
     assert await tmp_store.get_incident_by_group_key("g1") is None
-    with sqlite3.connect(tmp_store.path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 0
-        assert conn.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] == 0
+    assert await tmp_store.count_incidents() == {}  # and so no alert (they belong to an incident)
     # The store is still usable and the same group can be stored afterwards.
     ok = await tmp_store.record_webhook(make_payload("g1", [make_alert("a")]))
     assert ok.created
@@ -365,7 +369,7 @@ async def test_payload_failing_midway_leaves_an_existing_incident_untouched(
     before = await tmp_store.get_incident(result.incident_id)
     store_clock.advance(30)
     bad = dataclasses.replace(make_alert("z"), starts_at=None)  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await tmp_store.record_webhook(
             make_payload(
                 "g1", [make_alert("a", "resolved"), make_alert("b"), bad], common_annotations={"x": "y"}
@@ -406,6 +410,7 @@ async def test_claim_pending_claims_each_incident_once(tmp_store: Store) -> None
     assert await tmp_store.claim_pending(10) == []
 
 
+@pytest.mark.store_backends("sqlite")  # SQLite's own mechanics; PostgreSQL: test_store_postgres.py
 async def test_pending_incidents_are_found_again_after_reopening(tmp_store_opener: Opener) -> None:
     first = await tmp_store_opener()
     ids = [

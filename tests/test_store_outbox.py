@@ -11,6 +11,10 @@ import pytest
 from bot.store import NotFound, Store
 from tests.support.store import FakeClock, new_incident
 
+# Every test on both backends, unless it says otherwise (tests/support/store.py).
+pytestmark = pytest.mark.store_backends("sqlite", "postgresql")
+
+
 Opener = Callable[..., Awaitable[Store]]
 
 
@@ -79,6 +83,7 @@ async def test_outbox_survives_restart(tmp_store_opener: Opener, store_clock: Fa
     assert [i.id for i in await reopened.due_outbox(store_clock.now, 10)] == [item]
 
 
+@pytest.mark.store_backends("sqlite")  # SQLite's own mechanics; PostgreSQL: test_store_postgres.py
 async def test_outbox_item_and_its_kv_records_are_one_transaction(tmp_store: Store) -> None:
     item = await tmp_store.enqueue_outbox("t", "chat.postMessage", "{}", kv={"run": "1", "state": "s"})
     assert (await tmp_store.get_kv("run"), await tmp_store.get_kv("state")) == ("1", "s")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.store import Store
 from tests.support.store import FakeClock
+
+# Every test on both backends, unless it says otherwise (tests/support/store.py).
+pytestmark = pytest.mark.store_backends("sqlite", "postgresql")
 
 
 async def test_try_lock_owner_and_ttl(tmp_store: Store, store_clock: FakeClock) -> None:

@@ -29,7 +29,7 @@ async def _check_store(config: Config) -> str | None:
     store = config.store
     if store.url is None:
         return _check_sqlite(store.sqlite_path)
-    from bot import pg
+    from bot.store import postgres as pg
 
     try:
         info = await pg.server_info(store)

@@ -10,7 +10,7 @@ import sys
 from bot.cli.common import report_config_error
 from bot.config import Config, ConfigError, load_config
 from bot.history import History, load_history, render_json, render_text
-from bot.store import Store, StoreError
+from bot.store import StoreError, open_store
 
 
 def cli_history(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def cli_history(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return report_config_error("history", exc)
 
-    if not os.path.exists(config.store.sqlite_path):
+    if config.store.url is None and not os.path.exists(config.store.sqlite_path):
         # Opening would create an empty store and report "nothing recorded" about the wrong file.
         where = "" if args.config else " (the default; --config names the service's config)"
         print(
@@ -33,7 +33,7 @@ def cli_history(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> History:
-        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
+        store = await open_store(config.store)
         try:
             return await load_history(store, limit=args.limit)
         finally:
@@ -42,7 +42,8 @@ def cli_history(args: argparse.Namespace) -> int:
     try:
         history = asyncio.run(run())
     except (StoreError, OSError) as exc:
-        print(f"pitcrew history: cannot read the store {config.store.sqlite_path}: {exc}", file=sys.stderr)
+        where = config.store.url or config.store.sqlite_path
+        print(f"pitcrew history: cannot read the store {where}: {exc}", file=sys.stderr)
         return 2
     print(render_json(history) if args.output == "json" else render_text(history), end="")
     return 0

@@ -16,7 +16,7 @@ from bot.hosts import Hosts
 from bot.model import Step, StepEvent
 from bot.remediation import DryRunFailed, dry_run, execute, format_event, format_plan, plan_of
 from bot.snapshot import BundleError, read_bundle
-from bot.store import Store
+from bot.store import open_store
 
 
 async def print_event(event: StepEvent) -> None:
@@ -107,7 +107,7 @@ async def _remediate(args: argparse.Namespace, config: Config, bundle: Evidence 
             return await ask(f"apply step {index + 1} ({step.action} {step.target})? [y/N] ")
 
         hosts = Hosts(config.hosts) if config.hosts else None
-        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
+        store = await open_store(config.store)
         try:
             result = await execute(
                 plan,

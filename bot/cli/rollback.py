@@ -15,7 +15,7 @@ from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
 from bot.hosts import Hosts
 from bot.remediation import rollback
-from bot.store import Store
+from bot.store import open_store
 
 RollbackTarget = tuple[Literal["backup", "incident", "execution"], str]
 
@@ -61,7 +61,7 @@ def cli_rollback(args: argparse.Namespace) -> int:
 async def _rollback_cli(args: argparse.Namespace, config: Config, target: RollbackTarget) -> int:
 
     kind, value = target
-    store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
+    store = await open_store(config.store)
     try:
         what: int | str
         if kind == "backup":

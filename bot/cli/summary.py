@@ -12,7 +12,7 @@ import sys
 from bot.cli.common import load_cli_config, reachable_cluster, report_config_error
 from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
-from bot.store import Store
+from bot.store import StoreBackend, open_store
 from bot.summary import HealthSummary, SummaryDeps, build_summary, render_text, summary_to_json
 
 
@@ -22,10 +22,10 @@ async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummar
         # is the whole answer, not a summary of a cluster nothing could be read from.
         async with reachable_cluster(config):
             pass
-    store: Store | None = None
+    store: StoreBackend | None = None
     if getattr(args, "config", None):
         # Only with a config file: its store holds incidents, remediations and the previous summary.
-        store = await Store.open(config.store.sqlite_path, synchronous=config.store.synchronous)
+        store = await open_store(config.store)
     try:
         deps = SummaryDeps(config=config, store=store, snapshot_dir=getattr(args, "snapshot", None))
         return await build_summary(deps, namespaces=args.namespace or None)

@@ -28,6 +28,10 @@ A second backend (PostgreSQL) plugs in without touching a service:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Protocol
+
 from bot.store.approvals import SqliteApprovals
 from bot.store.executions import SqliteExecutions
 from bot.store.incidents import SqliteIncidents
@@ -61,6 +65,32 @@ from bot.store.records import (
 )
 from bot.store.schedules import SqliteSchedules
 from bot.store.sqlite import MIGRATIONS, Migration
+
+
+class StoreSettings(Protocol):
+    """The `store` config section as `open_store` reads it (bot.config.StoreConfig)."""
+
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def sqlite_path(self) -> str: ...
+    @property
+    def synchronous(self) -> Synchronous: ...
+    @property
+    def password(self) -> object | None: ...
+    @property
+    def pool_min_size(self) -> int: ...
+    @property
+    def pool_max_size(self) -> int: ...
+
+
+async def open_store(settings: StoreSettings, *, clock: Callable[[], float] = time.time) -> StoreBackend:
+    """The configured backend, open and migrated: PostgreSQL when `url` is set, else SQLite."""
+    if settings.url is not None:
+        from bot.store.postgres import PostgresStore  # asyncpg is loaded only when used
+
+        return await PostgresStore.open(settings, clock=clock)
+    return await Store.open(settings.sqlite_path, synchronous=settings.synchronous, clock=clock)
 
 
 class Store(SqliteIncidents, SqliteApprovals, SqliteExecutions, SqliteOutbox, SqliteSchedules):
@@ -98,5 +128,7 @@ __all__ = [
     "StoreBackend",
     "StoreClosed",
     "StoreError",
+    "StoreSettings",
     "Synchronous",
+    "open_store",
 ]

@@ -242,4 +242,16 @@ class StoreBackend(
     @property
     def is_open(self) -> bool: ...
 
+    @property
+    def path(self) -> str:
+        """Where the store is, for logs (a file, or a PostgreSQL URL without password)."""
+        ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+    async def ping(self) -> None:
+        """One round trip to the database (readiness); raises when it does not answer."""
+        ...
+
     async def close(self) -> None: ...

@@ -335,6 +335,10 @@ class SqliteDatabase:
 
     # -- diagnostics ----------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """A real round trip through the store's thread (readiness)."""
+        await self.pragma("journal_mode")
+
     async def pragma(self, name: Literal["journal_mode", "synchronous", "foreign_keys"]) -> str:
         """Current value of a connection setting (readiness checks and tests)."""
         return await self._run(self._pragma, name)

@@ -7,15 +7,23 @@ webhook payloads (the real `bot.alertmanager.WebhookPayload`) for intake tests.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+import asyncpg
 import pytest
 
 from bot.alertmanager import WebhookPayload
+from bot.config import Secret
 from bot.model import Alert
 from bot.store import Store
+from bot.store.postgres import PostgresStore
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresDatabase
 
 
 class FakeClock:
@@ -84,18 +92,68 @@ def tmp_store_path(tmp_path: Path) -> Path:
     return tmp_path / "pitcrew.db"
 
 
+BACKENDS = ("sqlite", "postgresql")
+# What a constraint violation raises, per backend (the store passes the driver's error through).
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.store_backends("sqlite", "postgresql")` (on a module or a test) runs the test once
+    per backend: `tmp_store` / `tmp_store_opener` are then that backend's. The closest marker wins, so
+    a test of one backend's own mechanics says `@pytest.mark.store_backends("sqlite")`."""
+    marker = metafunc.definition.get_closest_marker("store_backends")
+    if marker is None or "store_backend" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(BACKENDS)
+    if unknown or not marker.args:
+        raise pytest.UsageError(f"store_backends: expected some of {BACKENDS}, got {marker.args}")
+    metafunc.parametrize("store_backend", marker.args, indirect=True)
+
+
+@pytest.fixture
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The backend of `tmp_store` (SQLite unless the test is parametrized by `store_backends`)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@dataclass(frozen=True)
+class PostgresStoreSettings:
+    """A `store:` config section pointing at the test's database (bot.config.StoreConfig's shape)."""
+
+    url: str
+    password: Secret
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+
+
+def postgres_settings(db: PostgresDatabase) -> PostgresStoreSettings:
+    return PostgresStoreSettings(url=db.url, password=Secret(db.password))
+
+
 @pytest.fixture
 async def tmp_store_opener(
-    tmp_store_path: Path, store_clock: FakeClock
+    tmp_store_path: Path, store_clock: FakeClock, store_backend: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., Awaitable[Store]]]:
-    """Opens stores on the test's database file; every store opened is closed at the end."""
-    opened: list[Store] = []
+    """Opens stores on the test's database (the same SQLite file, or the same PostgreSQL database, on
+    every call: another open is another process, or another replica); every store opened is closed at
+    the end."""
+    opened: list[Any] = []
+    settings = (
+        postgres_settings(request.getfixturevalue("postgres_db")) if store_backend == "postgresql" else None
+    )
 
     async def _open(**kwargs: Any) -> Store:
         kwargs.setdefault("clock", store_clock)
-        store = await Store.open(str(tmp_store_path), **kwargs)
+        store: Any
+        if settings is not None:
+            store = await PostgresStore.open(settings, **kwargs)
+        else:
+            store = await Store.open(str(tmp_store_path), **kwargs)
         opened.append(store)
-        return store
+        return cast(Store, store)
 
     yield _open
     for store in opened:
