@@ -1,10 +1,7 @@
 """Leader election inside pitcrew's app (ha.enabled): two apps on one emulated API server with Lease
 semantics; /readyz and /metrics tell each one's role; only the leader's scheduler posts; when the
 leader shuts down it releases the Lease, the follower takes over and its catch-up does not post the
-summary a second time.
-
-(ha.enabled is refused on SQLite by the config loader; these apps share one SQLite file only because
-this test builds the Config directly to exercise the election wiring on its own.)"""
+summary a second time. Both apps share one real PostgreSQL store, as replicas do."""
 
 from __future__ import annotations
 
@@ -20,10 +17,11 @@ from aiohttp.test_utils import TestClient
 
 from bot import keys
 from bot.app import create_app
-from bot.config import Config, HAConfig
+from bot.config import Config, HAConfig, Secret, StoreConfig
 from bot.leader import LeaderElectionUnavailable
 from tests.support.kube import KubeHarness
 from tests.support.leases import LeaseServer
+from tests.support.postgres import PostgresDatabase
 from tests.support.schedule import degraded_namespace
 from tests.support.slack import SlackApiServer
 from tests.test_schedule_app import app_config, cron_a_minute_ago, no_processing
@@ -33,9 +31,10 @@ pytestmark = pytest.mark.integration
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
-def ha_config(base: Config, identity: str, namespace: str | None = "pitcrew") -> Config:
+def ha_config(base: Config, identity: str, db: PostgresDatabase, namespace: str | None = "pitcrew") -> Config:
     return dataclasses.replace(
         base,
+        store=StoreConfig(url=db.url, password=Secret(db.password)),
         ha=HAConfig(
             enabled=True,
             lease_namespace=namespace,
@@ -56,13 +55,14 @@ async def test_one_leader_posts_and_hands_over_on_shutdown(
     kube_leases: tuple[KubeHarness, LeaseServer],
     slack_api: SlackApiServer,
     aiohttp_client: ClientFactory,
+    postgres_db: PostgresDatabase,
 ) -> None:
     kube, leases = kube_leases
     kube.seed(degraded_namespace("monitoring"))
     base = app_config(tmp_path, kube, slack_api, cron_a_minute_ago())
-    app_a = create_app(ha_config(base, "pod-a"), processor=no_processing)
+    app_a = create_app(ha_config(base, "pod-a", postgres_db), processor=no_processing)
     client_a = await aiohttp_client(app_a)
-    app_b = create_app(ha_config(base, "pod-b"), processor=no_processing)
+    app_b = create_app(ha_config(base, "pod-b", postgres_db), processor=no_processing)
     client_b = await aiohttp_client(app_b)
     assert leases.holder("pitcrew", "pitcrew-leader") == "pod-a"
 
@@ -119,10 +119,13 @@ async def test_ha_without_a_known_namespace_stops_start_up(
     kube_leases: tuple[KubeHarness, LeaseServer],
     slack_api: SlackApiServer,
     monkeypatch: pytest.MonkeyPatch,
+    postgres_db: PostgresDatabase,
 ) -> None:
     kube, _ = kube_leases
     monkeypatch.delenv("POD_NAMESPACE", raising=False)
-    config = ha_config(app_config(tmp_path, kube, slack_api, cron_a_minute_ago()), "pod-a", namespace=None)
+    config = ha_config(
+        app_config(tmp_path, kube, slack_api, cron_a_minute_ago()), "pod-a", postgres_db, namespace=None
+    )
     runner = web.AppRunner(create_app(config, processor=no_processing))
     with pytest.raises(LeaderElectionUnavailable, match=r"set ha\.lease_namespace"):
         await runner.setup()
