@@ -70,6 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="also try the store: connect to store.url (PostgreSQL), or check store.path's folder (SQLite)",
     )
 
+    p = _verb(sub, "store", "the store: migrate its schema, or copy a SQLite store into PostgreSQL")
+    store_sub = p.add_subparsers(
+        dest="store_verb",
+        required=True,
+        parser_class=_Parser,
+        help="migrate or copy (pitcrew store ACTION --help)",
+    )
+    q = store_sub.add_parser(
+        "migrate", help="bring the configured store to this pitcrew's schema version", epilog=EXIT_CODES
+    )
+    q.add_argument("--config", "-c", help=STORE_CONFIG_HELP)
+    q = store_sub.add_parser(
+        "copy", help="copy a SQLite store into an empty PostgreSQL database (ids kept)", epilog=EXIT_CODES
+    )
+    q.add_argument(
+        "--from", dest="source", required=True, metavar="sqlite:PATH", help="the SQLite store file"
+    )
+    q.add_argument(
+        "--to", dest="target", required=True, metavar="postgresql://USER@HOST:PORT/DB", help="the new store"
+    )
+    q.add_argument(
+        "--password-env",
+        default="PGPASSWORD",
+        metavar="VAR",
+        help="environment variable holding the PostgreSQL password (default: PGPASSWORD)",
+    )
+
     p = _verb(sub, "diagnose", "collect evidence and name root causes")
     _cluster_flags(p)
     p.add_argument("--namespace", "-n", action="append", default=[], help=BUNDLE_NAMESPACE_HELP)
@@ -167,6 +194,12 @@ def _summary(args: argparse.Namespace) -> int:
     return cli_summary(args)
 
 
+def _store(args: argparse.Namespace) -> int:
+    from bot.cli.store import cli_store
+
+    return cli_store(args)
+
+
 def _slack(args: argparse.Namespace) -> int:
     from bot.cli.slack import cli_slack
 
@@ -184,6 +217,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "history": _history,
     "summary": _summary,
     "slack": _slack,
+    "store": _store,
 }
 
 
