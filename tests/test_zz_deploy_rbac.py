@@ -52,7 +52,7 @@ pytestmark = pytest.mark.integration
 NAMESPACE = "monitoring"
 # pitcrew's own namespace and config.yaml's ha.lease_name, as deploy/components/leader-election grants.
 LEASE_NAMESPACE, LEASE_NAME = "pitcrew", "pitcrew-leader"
-LEADER_ELECTION = Path(__file__).resolve().parents[1] / "deploy" / "components" / "leader-election"
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 def _crash_loop(pod: dict[str, Any], container: str, image: str) -> dict[str, Any]:
@@ -296,13 +296,12 @@ def test_every_call_is_granted_and_every_grant_is_used(
     assert any(c.resource == "secrets" for c in calls), "diagnosis lists Secret names"
 
 
-def _render_with_leader_election(tmp_path: Path) -> list[dict[str, Any]]:
-    # An overlay of the base plus the component, as deploy/README tells HA users to write one.
-    # kustomize wants relative paths.
-    rel = os.path.relpath(LEADER_ELECTION.parents[1], tmp_path)
+def render_with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
+    """deploy/ with one of its components on, as README's HA steps turn components/ha on."""
+    rel = os.path.relpath(DEPLOY, tmp_path)  # kustomize wants relative paths
     (tmp_path / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources: [{rel}]\ncomponents: [{rel}/components/leader-election]\n"
+        f"resources: [{rel}]\ncomponents: [{rel}/components/{component}]\n"
     )
     return render(tmp_path)
 
@@ -329,9 +328,13 @@ def test_leader_election_rbac_is_exact(
         if c.user_agent in pitcrew_agents and c.call.group == "coordination.k8s.io"
     ]
     assert {c.verb for c in lease_calls} == {"get", "create", "update"}
-    objects = _render_with_leader_election(tmp_path)
+    objects = render_with_component(tmp_path, "ha")  # the shipped HA deployment (includes leader-election)
     base = render()
-    added = [o for o in objects if o not in base]
+    added = [
+        o
+        for o in objects
+        if o not in base and o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    ]
     assert sorted((o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in added) == [
         ("Role", LEASE_NAMESPACE, "pitcrew-leader-election"),
         ("RoleBinding", LEASE_NAMESPACE, "pitcrew-leader-election"),
