@@ -120,7 +120,8 @@ def _free_port() -> int:
         return port
 
 
-def start_postgres() -> tuple[PostgresServer, subprocess.Popen[bytes]]:
+def start_postgres(*, fsync: bool = False) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
+    """Tests run with fsync off (speed); a benchmark asks for fsync on, as in production."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         pytest.fail("PostgreSQL is required (Debian package postgresql); tests/run.sh installs it")
@@ -174,12 +175,11 @@ def start_postgres() -> tuple[PostgresServer, subprocess.Popen[bytes]]:
             "listen_addresses=127.0.0.1",
             "-c",
             f"unix_socket_directories={socket_dir}",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
+            *(
+                ()
+                if fsync
+                else ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+            ),
             "-c",
             "max_connections=200",
             "-c",
