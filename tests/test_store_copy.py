@@ -145,9 +145,9 @@ def test_migrate_brings_the_configured_store_to_the_current_schema(
     config = tmp_path / "c.yaml"
     config.write_text(f"store:\n  url: {postgres_db.url}\n  password_env: PG_PW\n")
     run = pitcrew("store", "migrate", "--config", str(config), env={"PG_PW": postgres_db.password})
-    assert (run.returncode, run.stdout) == (0, f"store {postgres_db.url}: schema version 2\n"), run.stderr
+    assert (run.returncode, run.stdout) == (0, f"store {postgres_db.url}: schema version 3\n"), run.stderr
     tables = postgres_db.server.psql("SELECT count(*) FROM schema_version", postgres_db.name)
-    assert tables == "2"
+    assert tables == "3"
     config.write_text("store:\n  path: x.db\n")
     run = pitcrew("store", "migrate", "--config", str(config), cwd=tmp_path)
     assert (run.returncode, run.stdout) == (0, "store x.db: schema version 2\n"), run.stderr

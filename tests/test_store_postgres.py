@@ -230,3 +230,22 @@ async def test_a_wrong_password_is_a_clear_error_without_the_password(postgres_d
     assert str(info.value).startswith(f"cannot connect to {postgres_db.url}: password authentication failed")
     assert "not-the-password-xyz" not in str(info.value)
     assert not info.value.temporary
+
+
+async def test_two_replicas_never_send_the_same_outbox_item(
+    replicas: Replicas, store_clock: FakeClock
+) -> None:
+    a, b = await replicas(2)
+    ids = [await a.enqueue_outbox(f"incident:{i}", "chat.postMessage", "{}") for i in range(10)]
+    behind = await a.enqueue_outbox("incident:0", "chat.update", "{}")  # second of its thread
+    now = store_clock.now
+    got_a, got_b = await asyncio.gather(a.due_outbox(now, 5), b.due_outbox(now, 5))
+    assert sorted(i.id for i in got_a + got_b) == ids  # each first item once, none twice
+    assert not {i.id for i in got_a} & {i.id for i in got_b}
+    assert await b.due_outbox(now, 100) == [i for i in got_b]  # its own claims, not a's
+    await a.mark_outbox_sent(ids[0], "{}")
+    assert behind in [i.id for i in await a.due_outbox(now, 100)]  # the thread moves on, in order
+    # a dies: its claims expire and b sends what a had not confirmed.
+    store_clock.advance(61)
+    left = {i.id for i in await b.due_outbox(store_clock.now, 100)}
+    assert left == (set(ids) - {ids[0]}) | {behind}

@@ -303,7 +303,16 @@ CREATE TABLE kv (
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "initial schema", _PG_SCHEMA_V1),
     PgMigration(2, "incidents.resolved_at (in the initial PostgreSQL schema)", "SELECT 1"),
+    # Several replicas send the outbox: an item is claimed by the replica sending it (see due_outbox).
+    PgMigration(
+        3,
+        "outbox claims",
+        "ALTER TABLE outbox ADD COLUMN claimed_by TEXT, ADD COLUMN claimed_until DOUBLE PRECISION",
+    ),
 )
+# How long a replica's claim on an outbox item lasts: a replica that died mid-send leaves it for this
+# long, then another sends it (at least once: a send whose confirmation was lost is sent again).
+OUTBOX_CLAIM_SECONDS = 60.0
 
 
 def _check_migrations(migrations: Sequence[PgMigration]) -> None:
@@ -1170,15 +1179,33 @@ class PostgresStore:
         return item_id
 
     async def due_outbox(self, now: float, limit: int) -> list[OutboxItem]:
-        async with self._conn() as conn:
+        """As on SQLite (per thread only its oldest undelivered item, if due), and claimed for this
+        replica: an item another replica is sending (claim live, or its row locked right now) is not
+        returned, and neither is anything behind it in its thread, so no message is sent twice and a
+        thread's messages stay in order across replicas."""
+        at = float(now)
+
+        async def claim(conn: Conn) -> list[OutboxItem]:
             rows = await conn.fetch(
                 f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS o WHERE state = 'pending' AND not_before <= $1"
+                " AND (claimed_by IS NULL OR claimed_by = $3 OR claimed_until <= $1)"
                 " AND id = (SELECT MIN(id) FROM outbox AS p WHERE p.thread_key = o.thread_key"
-                " AND p.state = 'pending') ORDER BY id LIMIT $2",
-                float(now),
+                " AND p.state = 'pending') ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                at,
                 limit,
+                self.token,
             )
-        return [_outbox(r) for r in rows]
+            if rows:
+                await conn.execute(
+                    "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id = ANY($3::bigint[])",
+                    self.token,
+                    at + OUTBOX_CLAIM_SECONDS,
+                    [r["id"] for r in rows],
+                )
+            return [_outbox(r) for r in rows]
+
+        items: list[OutboxItem] = await self._tx(claim)
+        return items
 
     async def mark_outbox_sent(self, item_id: int, response_json: str) -> None:
         await self._update_outbox(
@@ -1192,7 +1219,8 @@ class PostgresStore:
     async def mark_outbox_retry(self, item_id: int, not_before: float, error: str) -> None:
         await self._update_outbox(
             item_id,
-            "UPDATE outbox SET attempts = attempts + 1, not_before = $1, last_error = $2 WHERE id = $3",
+            "UPDATE outbox SET attempts = attempts + 1, not_before = $1, last_error = $2, claimed_by = NULL"
+            " WHERE id = $3",
             float(not_before),
             error,
         )
