@@ -1,7 +1,8 @@
 """A real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.1 for integration tests.
 
 `alertmanager_factory(webhook_url, credentials)` starts one Alertmanager whose only receiver is a
-webhook to `webhook_url` with `http_config.authorization.credentials`, `send_resolved: true`,
+webhook to `webhook_url` (or, given a list, one webhook config per URL: every replica) with
+`http_config.authorization.credentials`, `send_resolved: true`,
 `group_wait`/`group_interval` 1 s and a long `repeat_interval`, on free ports, with no gossip
 (`--cluster.listen-address=`), a fresh `--storage.path` and a fixed `--web.external-url`. Every
 Alertmanager started is stopped at the end of the test.
@@ -74,7 +75,7 @@ def http_json(
 
 
 def alertmanager_config(
-    webhook_url: str,
+    webhook_url: str | Sequence[str],
     credentials: str,
     *,
     group_by: Sequence[str] = ("alertname", "namespace"),
@@ -90,12 +91,14 @@ def alertmanager_config(
         "receivers": [
             {
                 "name": "pitcrew",
+                # One webhook config per URL: the receiver targets every pitcrew replica.
                 "webhook_configs": [
                     {
-                        "url": webhook_url,
+                        "url": url,
                         "send_resolved": True,
                         "http_config": {"authorization": {"type": "Bearer", "credentials": credentials}},
                     }
+                    for url in ([webhook_url] if isinstance(webhook_url, str) else webhook_url)
                 ],
             }
         ],
@@ -135,7 +138,7 @@ class Alertmanager:
 
 
 def start_alertmanager(
-    workdir: Path, webhook_url: str, credentials: str, **config_options: Any
+    workdir: Path, webhook_url: str | Sequence[str], credentials: str, **config_options: Any
 ) -> Alertmanager:
     if not Path(ALERTMANAGER_BIN).exists():
         pytest.fail(f"{ALERTMANAGER_BIN} is missing: apt-get install prometheus-alertmanager")
@@ -186,7 +189,7 @@ def start_alertmanager(
 def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
     started: list[Alertmanager] = []
 
-    def factory(webhook_url: str, credentials: str, **config_options: Any) -> Alertmanager:
+    def factory(webhook_url: str | Sequence[str], credentials: str, **config_options: Any) -> Alertmanager:
         am = start_alertmanager(
             tmp_path / f"alertmanager-{len(started)}", webhook_url, credentials, **config_options
         )
