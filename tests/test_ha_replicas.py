@@ -80,3 +80,35 @@ async def test_every_group_is_one_incident_diagnosed_once_across_replicas(
     assert ready["checks"]["store"] == "ok"
     for client in clients:
         await client.close()
+
+
+def test_serve_on_an_unreachable_postgresql_stops_at_start_with_the_reason(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.alertmanager import free_port
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"server:\n  listen_host: 127.0.0.1\n  listen_port: {free_port()}\n"
+        f"store:\n  url: {postgres_db.url}\n  password_env: T_PG\n"
+        "webhook:\n  bearer_token_env: T_WEBHOOK\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "T_PG": "wrong-password-zz", "T_WEBHOOK": TOKEN, "PYTHONPATH": str(repo)}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    output = run.stdout + run.stderr
+    assert f"start-up failed: cannot connect to {postgres_db.url}: password authentication failed" in output
+    assert "wrong-password-zz" not in output and "Traceback" not in output
