@@ -23,7 +23,7 @@ from bot.slack.blocks import (
     section,
     truncate,
 )
-from bot.summary import (
+from bot.summary.model import (
     HealthSummary,
     IncidentLine,
     IncidentLink,
