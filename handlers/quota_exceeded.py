@@ -111,9 +111,17 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
         if refusal is not None and key not in refused:
             refused[key] = [(refusal, 1)]
     findings: list[Finding] = []
-    for (kind, namespace, name), refusals in sorted(refused.items()):
+    reported: set[ObjectRef] = set()
+    # ReplicaSets before their Deployment's own ReplicaFailure condition: one finding per workload.
+    for (kind, namespace, name), refusals in sorted(
+        refused.items(), key=lambda kv: (kv[0][0] == "Deployment", kv[0])
+    ):
         if _satisfied(evidence, kind, namespace, name):
             continue
+        subject_ref = _top(evidence, kind, namespace, name) or ObjectRef(kind, name, namespace)
+        if subject_ref in reported:
+            continue
+        reported.add(subject_ref)
         refusal = refusals[-1][0]
         attempts = sum(count for _, count in refusals)
         lines = [f"{kind} {name}: FailedCreate x{attempts}: {clip(refusal.message)}"]

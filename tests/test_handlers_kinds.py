@@ -322,6 +322,8 @@ def test_quota_refusal_names_quota_resource_used_and_hard() -> None:
         k.quota("team-quota", "team-a", hard={"requests.cpu": "2"}, used={"requests.cpu": "1800m"}),
         event(("ReplicaSet", "team-a", "api-6d9f8"), "FailedCreate", QUOTA_MSG, count=14),
     ]
+    # The Deployment repeats the refusal as its own ReplicaFailure condition: still one finding.
+    objs[0]["status"]["conditions"] = [k.condition("ReplicaFailure", "True", "FailedCreate", QUOTA_MSG[16:])]
     (f,) = _run(quota_exceeded, objs)
     assert "ResourceQuota team-quota" in f.summary and "Deployment api" in f.summary
     assert "used requests.cpu=1800m" in f.summary
