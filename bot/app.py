@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
@@ -29,7 +30,7 @@ from bot.metrics import CONTENT_TYPE, IntakeMetrics, MetricsRegistry, Sample, re
 from bot.model import IncidentStatus, WorkState
 from bot.pipeline import cluster_ctx, hosts_ctx, process_incident
 from bot.remediation import EXECUTION_OUTCOMES, execution_counter
-from bot.store import open_store
+from bot.store import StoreError, open_store
 from bot.version import version
 from bot.wiring.leader import leader_ctx
 from bot.wiring.schedule import scheduler_ctx
@@ -123,8 +124,24 @@ def add_readiness_probe(app: web.Application, name: str, probe: keys.ReadinessPr
 # ---------------------------------------------------------------------------------------------
 
 
+def ensure_store_folder(path: str) -> None:
+    """`serve` creates the SQLite store's folder when it is missing (owner-only: the store holds
+    incidents, plans and backups), as `check-config --connect` announces. Raises StoreError saying why
+    it cannot."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        return
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"store.path: cannot create folder {folder}: {exc.strerror or exc}") from None
+    _log.info("created the store's folder %s", folder)
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
+    if config.store.url is None:
+        ensure_store_folder(config.store.sqlite_path)
     store = await open_store(config.store)  # PostgreSQL with store.url, else SQLite; migrated
     app[keys.STORE] = store
     committer = WebhookCommitter(store)

@@ -166,9 +166,18 @@ def test_check_config_connect_sqlite(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("store:\n  path: missing-dir/x.db\n")
     run = _check_config(config, "--connect")
+    assert (run.returncode, run.stdout) == (  # serve creates it (bot.app.ensure_store_folder)
+        0,
+        f"store: SQLite file missing-dir/x.db (serve creates folder {tmp_path / 'missing-dir'} and the file"
+        " on first start)\nok\n",
+    )
+    (tmp_path / "a-file").write_text("")
+    config.write_text("store:\n  path: a-file/sub/x.db\n")
+    run = _check_config(config, "--connect")
     assert (run.returncode, run.stdout) == (
         1,
-        f"store.path: folder {tmp_path / 'missing-dir'} does not exist\n",
+        f"store.path: folder {tmp_path / 'a-file' / 'sub'} cannot be created"
+        f" ({tmp_path / 'a-file'} is not a folder)\n",
     )
     config.write_text("store:\n  path: x.db\n")
     run = _check_config(config, "--connect")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,11 +94,29 @@ def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], token_env: None
 ) -> None:
     path = tmp_path / "pitcrew.yaml"
-    path.write_text(VALID.format(db=tmp_path / "missing" / "p.db"))
+    (tmp_path / "a-file").write_text("")  # a missing folder is created; one under a file cannot be
+    path.write_text(VALID.format(db=tmp_path / "a-file" / "sub" / "p.db"))
     assert main(["serve", "--config", str(path)]) == 1
     err = capsys.readouterr().err
-    assert f"start-up failed: cannot open store {tmp_path / 'missing' / 'p.db'}: directory" in err
+    assert f"start-up failed: store.path: cannot create folder {tmp_path / 'a-file' / 'sub'}: " in err
     assert "Traceback" not in err
+    # check-config --connect says the same before serve is tried.
+    assert main(["check-config", "--connect", str(path)]) == 1
+    assert "store.path: folder " in capsys.readouterr().out
+
+
+async def test_serve_creates_a_missing_store_folder_owner_only(tmp_path: Path, aiohttp_client: Any) -> None:
+    from bot.app import create_app
+    from bot.config import parse_config
+
+    db = tmp_path / "var" / "lib" / "pitcrew" / "pitcrew.db"
+    config = parse_config(
+        {"store": {"path": str(db)}, "webhook": {"bearer_token_env": "T"}}, env={"T": "token-value"}
+    )
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get("/healthz")).status == 200
+    assert db.is_file()
+    assert (db.parent.stat().st_mode & 0o777) == 0o700
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line(

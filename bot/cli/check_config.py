@@ -46,7 +46,18 @@ def _check_sqlite(path: str) -> str | None:
             return f"store.path: {path} is not readable and writable by this user"
         print(f"store: SQLite file {path}")
     elif not os.path.isdir(folder):
-        return f"store.path: folder {folder} does not exist"
+        # `serve` creates the missing folders (bot.app.ensure_store_folder): say whether it can.
+        existing = folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            return f"store.path: folder {folder} cannot be created ({existing} is not a folder)"
+        if not os.access(existing, os.W_OK):
+            return (
+                f"store.path: folder {folder} does not exist and cannot be created "
+                f"({existing} is not writable by this user)"
+            )
+        print(f"store: SQLite file {path} (serve creates folder {folder} and the file on first start)")
     elif not os.access(folder, os.W_OK):
         return f"store.path: folder {folder} is not writable by this user (the store cannot be created)"
     else:
