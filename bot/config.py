@@ -40,12 +40,27 @@ class Secret:
     """A secret string. str() and repr() are '***' so it cannot leak into logs or messages by accident;
     `.reveal()` gives the value to the one place that needs it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_missing", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._missing: str | None = None
+
+    @classmethod
+    def unset(cls, where: str) -> Secret:
+        """A secret whose variable is not set, loaded by a verb that does not need it (`history` with
+        no Slack token): nothing fails until something reveals it, which raises ConfigError."""
+        secret = cls("")
+        secret._missing = where
+        return secret
+
+    @property
+    def is_set(self) -> bool:
+        return self._missing is None
 
     def reveal(self) -> str:
+        if self._missing is not None:
+            raise ConfigError([self._missing])
         return self._value
 
     def __str__(self) -> str:
@@ -537,8 +552,13 @@ class Config:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and validate a YAML config file; raises ConfigError listing every problem."""
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, secrets_required: bool = True
+) -> Config:
+    """Read, parse and validate a YAML config file; raises ConfigError listing every problem.
+
+    `secrets_required=False` (CLI verbs that only read the store or the cluster): a secret whose
+    variable is not set loads as `Secret.unset(...)`, an error only if something reveals it."""
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as handle:
@@ -560,12 +580,14 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         raise ConfigError([f"{name}: the file is empty; expected a mapping of config sections"])
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:1:1: expected a mapping of config sections, got {_describe_value(data)}"])
-    return parse_config(data, env=os.environ if env is None else env)
+    return parse_config(data, env=os.environ if env is None else env, secrets_required=secrets_required)
 
 
-def parse_config(mapping: Mapping[str, Any], *, env: Mapping[str, str] = os.environ) -> Config:
+def parse_config(
+    mapping: Mapping[str, Any], *, env: Mapping[str, str] = os.environ, secrets_required: bool = True
+) -> Config:
     """Build a Config from already-parsed data (tests, or YAML loaded elsewhere)."""
-    ctx = _Context(env)
+    ctx = _Context(env, secrets_required=secrets_required)
     result = _convert(Config, mapping, "", ctx)
     if ctx.problems or not isinstance(result, Config):
         raise ConfigError(ctx.problems or ["config: invalid"])
@@ -611,15 +633,16 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Context:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, secrets_required: bool = True) -> None:
         self.env = env
+        self.secrets_required = secrets_required
         self.problems: list[str] = []
 
     def add(self, path: str, reason: str) -> None:
         self.problems.append(f"{path or 'config'}: {reason}")
 
     def scratch(self) -> _Context:
-        return _Context(self.env)
+        return _Context(self.env, secrets_required=self.secrets_required)
 
 
 def _join(path: str, key: str) -> str:
@@ -801,6 +824,8 @@ def _resolve_secret(tp: Any, value: Any, path: str, ctx: _Context) -> Any:
         ctx.add(path, f"expected the name of an environment variable (letters, digits, _), got {got}")
         return _INVALID
     secret = ctx.env.get(value)
+    if secret is None and not ctx.secrets_required:
+        return Secret.unset(f"{path}: environment variable {value} is not set")
     if secret is None:
         ctx.add(path, f"environment variable {value} is not set")
         return _INVALID

@@ -85,7 +85,8 @@ def secrets_in(obj: object) -> list[str]:
             return
         seen.add(id(value))
         if isinstance(value, _RevealsSecret):
-            found.append(value.reveal())
+            if getattr(value, "is_set", True):  # an unset one (Secret.unset) has nothing to hide
+                found.append(value.reveal())
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for f in dataclasses.fields(value):
                 walk(getattr(value, f.name))

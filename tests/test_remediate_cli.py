@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import build_parser
+from bot.cli import build_parser, main
 from bot.cli.history import cli_history
 from bot.cli.remediate import cli_remediate
 from bot.cli.rollback import cli_rollback
+from bot.store import Store
 from tests.support.kube import KubeHarness
 from tests.support.kube_writes import SEED_BUNDLE, Kubelet, WriteSemantics, live_object
 from tests.support.stackstubs import Stack
@@ -86,6 +87,9 @@ async def test_unknown_finding_and_bad_ids_are_clear_errors(
     assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "x-1") == 2
     assert "is not a backup id" in capsys.readouterr().err
     assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "b-99") == 2
+    assert "no pitcrew store at" in capsys.readouterr().err  # remediate refused: nothing was stored
+    await (await Store.open(str(tmp_path / "pitcrew.db"))).close()
+    assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "b-99") == 2
     assert "backup b-99 does not exist" in capsys.readouterr().err
     assert await run(cli_rollback, "rollback", "-c", str(config), "--yes", "7") == 2
     assert "incident 7 has no execution" in capsys.readouterr().err
@@ -103,15 +107,23 @@ def test_history_without_a_store_says_so_and_creates_none(
     assert history() == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "pitcrew history: cannot read the store pitcrew.db: no such file"
-        " (the default; --config names the service's config)"
+        "pitcrew history: no pitcrew store at pitcrew.db (the default; --config names the service's config)"
     )
     config = tmp_path / "pitcrew.yaml"
     config.write_text(json.dumps({"store": {"path": str(tmp_path / "service.db")}}))
     assert history("-c", str(config)) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"pitcrew history: cannot read the store {tmp_path / 'service.db'}: no such file"
-    assert list(tmp_path.glob("*.db")) == []
+    assert err == f"pitcrew history: no pitcrew store at {tmp_path / 'service.db'}"
+    # rollback (a backup, an execution, an incident) and summary read it too, and create nothing either.
+    for argv in (
+        ["rollback", "-c", str(config), "b-99"],
+        ["rollback", "--yes", "e-3"],
+        ["summary", "-c", str(config)],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"pitcrew {argv[0]}: no pitcrew store at "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pitcrew.yaml"]  # no file, no -wal/-shm
 
 
 async def test_remediate_yes_then_history_then_rollback(
@@ -308,3 +320,49 @@ async def test_incomplete_diagnosis_with_nothing_found_is_not_success(
     assert code == 1, captured.out
     assert "could not read: cannot list pods in monitoring: forbidden" in captured.err
     assert "the diagnosis is incomplete" in captured.out
+
+
+def test_read_only_verbs_need_no_secrets_they_do_not_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service's config as deployed, read on a laptop: the webhook and Slack variables are not set.
+    for name in ("PITCREW_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "pitcrew.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "store": {"path": str(tmp_path / "service.db")},
+                "webhook": {"bearer_token_env": "PITCREW_WEBHOOK_TOKEN"},
+                "slack": {"bot_token_env": "SLACK_BOT_TOKEN", "signing_secret_env": "SLACK_SIGNING_SECRET"},
+            }
+        )
+    )
+    asyncio.run(_create_empty_store(tmp_path / "service.db"))
+    assert main(["history", "-c", str(config)]) == 0
+    assert capsys.readouterr().out == "no incidents or executions recorded\n"
+    assert main(["rollback", "-c", str(config), "--yes", "b-99"]) == 2
+    assert capsys.readouterr().err == "pitcrew rollback: backup b-99 does not exist\n"
+    # serve and check-config still need every variable the file names, and say which is missing.
+    assert main(["check-config", str(config)]) == 2
+    assert "webhook.bearer_token_env: environment variable PITCREW_WEBHOOK_TOKEN is not set" in (
+        capsys.readouterr().out
+    )
+
+
+async def _create_empty_store(path: Path) -> None:
+    await (await Store.open(str(path))).close()
+
+
+def test_an_unset_secret_fails_only_where_it_is_revealed() -> None:
+    from bot.config import ConfigError, parse_config
+
+    config = parse_config({"slack": {"bot_token_env": "NOT_SET_ANYWHERE"}}, env={}, secrets_required=False)
+    token = config.slack.bot_token
+    assert token is not None and not token.is_set and str(token) == "***"
+    with pytest.raises(
+        ConfigError, match=r"slack\.bot_token_env: environment variable NOT_SET_ANYWHERE is not set"
+    ):
+        token.reveal()
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
+        parse_config({"slack": {"bot_token_env": "NOT_SET_ANYWHERE"}}, env={})

@@ -132,7 +132,7 @@ def test_history_of_an_empty_store_and_bad_limit(tmp_path: Path, capsys: pytest.
     missing_dir = tmp_path / "c2.yaml"
     missing_dir.write_text(json.dumps({"store": {"path": str(tmp_path / "no" / "such" / "s.db")}}))
     assert cli_history(argparse.Namespace(config=str(missing_dir), limit=5, output="text")) == 2
-    assert "cannot read the store" in capsys.readouterr().err
+    assert "no pitcrew store at" in capsys.readouterr().err
 
 
 @pytest.mark.integration

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -22,7 +23,9 @@ EXIT_BAD_INPUT = 2
 
 def load_cli_config(args: argparse.Namespace) -> Config:
     """The config named by --config (defaults when absent), with --kubeconfig/--context applied."""
-    config = load_config(args.config) if getattr(args, "config", None) else Config()
+    # Secrets are needed only where revealed (the webhook token by serve, Slack's by the Slack app):
+    # a CLI verb loads the config without them, and fails only if it must use one.
+    config = load_config(args.config, secrets_required=False) if getattr(args, "config", None) else Config()
     overrides = {
         key: value
         for key, value in (
@@ -68,3 +71,14 @@ def load_config_file(path: str) -> Config | None:
     except OSError as exc:
         print(f"{path}: cannot read config file: {exc.strerror or exc}")
         return None
+
+
+def store_must_exist(verb: str, config: Config, *, configured: bool) -> bool:
+    """A verb that reads the store never creates it (opening SQLite would make an empty file, and its
+    -wal/-shm, and then report "nothing recorded" about the wrong place). False after saying
+    "no pitcrew store at PATH" on stderr."""
+    if config.store.url is not None or os.path.exists(config.store.sqlite_path):
+        return True
+    hint = "" if configured else " (the default; --config names the service's config)"
+    print(f"pitcrew {verb}: no pitcrew store at {config.store.sqlite_path}{hint}", file=sys.stderr)
+    return False

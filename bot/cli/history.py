@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
-from bot.cli.common import report_config_error
+from bot.cli.common import report_config_error, store_must_exist
 from bot.config import Config, ConfigError, load_config
 from bot.history import History, load_history, render_json, render_text
 from bot.store import StoreError, open_store
@@ -19,17 +18,11 @@ def cli_history(args: argparse.Namespace) -> int:
         print("pitcrew history: --limit must be at least 1", file=sys.stderr)
         return 2
     try:
-        config = load_config(args.config) if args.config else Config()
+        config = load_config(args.config, secrets_required=False) if args.config else Config()
     except ConfigError as exc:
         return report_config_error("history", exc)
 
-    if config.store.url is None and not os.path.exists(config.store.sqlite_path):
-        # Opening would create an empty store and report "nothing recorded" about the wrong file.
-        where = "" if args.config else " (the default; --config names the service's config)"
-        print(
-            f"pitcrew history: cannot read the store {config.store.sqlite_path}: no such file{where}",
-            file=sys.stderr,
-        )
+    if not store_must_exist("history", config, configured=bool(args.config)):
         return 2
 
     async def run() -> History:

@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Literal
 
-from bot.cli.common import load_cli_config, reachable_cluster, report_config_error
+from bot.cli.common import load_cli_config, reachable_cluster, report_config_error, store_must_exist
 from bot.cli.remediate import ask, interactive_allowed, print_event
 from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
@@ -49,6 +49,8 @@ def cli_rollback(args: argparse.Namespace) -> int:
         config = load_cli_config(args)
     except ConfigError as exc:
         return report_config_error("rollback", exc)
+    if not store_must_exist("rollback", config, configured=bool(getattr(args, "config", None))):
+        return 2  # nothing was ever backed up here: there is nothing to restore
     if not interactive_allowed(args, "rollback"):
         return 2
     try:

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from bot.cli.common import load_cli_config, reachable_cluster, report_config_error
+from bot.cli.common import load_cli_config, reachable_cluster, report_config_error, store_must_exist
 from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
 from bot.store import StoreBackend, open_store
@@ -40,6 +40,8 @@ def cli_summary(args: argparse.Namespace) -> int:
         config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
     except ConfigError as exc:
         return report_config_error("summary", exc)
+    if getattr(args, "config", None) and not store_must_exist("summary", config, configured=True):
+        return 2  # its incidents and remediations are part of the summary; never an empty new store
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None and not os.path.isdir(snapshot):
         print(f"pitcrew summary: --snapshot {snapshot}: not a directory", file=sys.stderr)
