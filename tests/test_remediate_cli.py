@@ -118,11 +118,16 @@ def test_history_without_a_store_says_so_and_creates_none(
     for argv in (
         ["rollback", "-c", str(config), "b-99"],
         ["rollback", "--yes", "e-3"],
-        ["summary", "-c", str(config)],
     ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"pitcrew {argv[0]}: no pitcrew store at "), err
+    # summary reads it for incidents and remediations: it says the store is not there, and goes on.
+    assert (
+        main(["summary", "-c", str(config), "--snapshot", str(REPO_ROOT / "examples" / "seed-incident")]) == 1
+    )
+    out = capsys.readouterr().out
+    assert f"Incidents and remediations unknown: no pitcrew store at {tmp_path / 'service.db'}" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pitcrew.yaml"]  # no file, no -wal/-shm
 
 

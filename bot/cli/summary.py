@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 
-from bot.cli.common import load_cli_config, reachable_cluster, report_config_error, store_must_exist
+from bot.cli.common import load_cli_config, reachable_cluster, report_config_error
 from bot.cluster import ClusterError
 from bot.config import Config, ConfigError
 from bot.store import StoreBackend, open_store
@@ -23,12 +24,23 @@ async def _cli_summary(args: argparse.Namespace, config: Config) -> HealthSummar
         async with reachable_cluster(config):
             pass
     store: StoreBackend | None = None
+    missing_store = False
     if getattr(args, "config", None):
         # Only with a config file: its store holds incidents, remediations and the previous summary.
-        store = await open_store(config.store)
+        # A store that is not there is said so, never created (an empty one would read "0 incidents").
+        missing_store = config.store.url is None and not await asyncio.to_thread(
+            os.path.exists, config.store.sqlite_path
+        )
+        if not missing_store:
+            store = await open_store(config.store)
     try:
         deps = SummaryDeps(config=config, store=store, snapshot_dir=getattr(args, "snapshot", None))
-        return await build_summary(deps, namespaces=args.namespace or None)
+        summary = await build_summary(deps, namespaces=args.namespace or None)
+        if missing_store:
+            summary = dataclasses.replace(
+                summary, store_note=f"no pitcrew store at {config.store.sqlite_path}"
+            )
+        return summary
     finally:
         if store is not None:
             await store.close()
@@ -40,8 +52,6 @@ def cli_summary(args: argparse.Namespace) -> int:
         config = load_cli_config(args)  # --config (defaults without), --kubeconfig / --context applied
     except ConfigError as exc:
         return report_config_error("summary", exc)
-    if getattr(args, "config", None) and not store_must_exist("summary", config, configured=True):
-        return 2  # its incidents and remediations are part of the summary; never an empty new store
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None and not os.path.isdir(snapshot):
         print(f"pitcrew summary: --snapshot {snapshot}: not a directory", file=sys.stderr)
