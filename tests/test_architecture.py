@@ -1,8 +1,8 @@
-"""ARCHITECTURE.md names only modules that exist, and every layer of the contracts.
-
-The import contracts (pyproject.toml `[tool.importlinter]`, explained in ARCHITECTURE.md) hold:
-no import cycles between sibling modules, and the layer order domain <- adapters <- services <-
-wiring <- entry points. Checked by import-linter's `lint-imports`, as CI runs it."""
+"""The import contracts (pyproject.toml `[tool.importlinter]`, explained in ARCHITECTURE.md) hold:
+no import cycles between sibling modules, the layer order domain <- adapters <- services <-
+wiring <- entry points, and one importer per SDK (its adapter). Checked by import-linter's
+`lint-imports`, as CI runs it. And ARCHITECTURE.md names only paths that exist, and places
+every module of the layers."""
 
 from __future__ import annotations
 
@@ -62,8 +62,10 @@ def test_every_module_of_bot_has_a_layer() -> None:
     assert "handlers" in placed
 
 
-@pytest.mark.parametrize("broken", ["cycle", "upward"])
-def test_the_contracts_catch_a_cycle_and_an_upward_import(tmp_path: Path, broken: str) -> None:
+@pytest.mark.parametrize("broken", ["cycle", "upward", "sdk"])
+def test_the_contracts_catch_a_cycle_an_upward_import_and_a_second_sdk_importer(
+    tmp_path: Path, broken: str
+) -> None:
     # The same contract types, on a tiny package that breaks one of them: lint-imports must fail.
     pkg = tmp_path / "demo"
     (pkg / "low").mkdir(parents=True)
@@ -71,21 +73,26 @@ def test_the_contracts_catch_a_cycle_and_an_upward_import(tmp_path: Path, broken
     (pkg / "low" / "__init__.py").write_text("")
     (pkg / "high.py").write_text("from demo.low import a\n")
     (pkg / "low" / "a.py").write_text("")
+    (pkg / "low" / "adapter.py").write_text("import yaml\n")  # yaml: an SDK whose adapter is demo.low
     if broken == "cycle":
         (pkg / "low" / "b.py").write_text("from demo.low import a\n")
         (pkg / "low" / "a.py").write_text("def f() -> None:\n    from demo.low import b\n")
-    else:
+    elif broken == "upward":
         (pkg / "low" / "a.py").write_text("from demo import high\n")
+    else:
+        (pkg / "high.py").write_text("import yaml\n\nfrom demo.low import a\n")
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.importlinter]\nroot_packages = ["demo"]\n\n'
+        '[tool.importlinter]\nroot_packages = ["demo"]\ninclude_external_packages = true\n\n'
         '[[tool.importlinter.contracts]]\nname = "acyclic"\ntype = "acyclic_siblings"\n'
         'ancestors = ["demo"]\n\n'
         '[[tool.importlinter.contracts]]\nname = "layers"\ntype = "layers"\n'
-        'layers = ["demo.high", "demo.low"]\n'
+        'layers = ["demo.high", "demo.low"]\n\n'
+        '[[tool.importlinter.contracts]]\nname = "sdk"\ntype = "protected"\n'
+        'protected_modules = ["yaml"]\nallowed_importers = ["demo.low"]\n'
     )
     proc = _run(tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    expected = "acyclic BROKEN" if broken == "cycle" else "layers BROKEN"
+    expected = {"cycle": "acyclic", "upward": "layers", "sdk": "sdk"}[broken] + " BROKEN"
     assert expected in proc.stdout, proc.stdout
 
 
