@@ -65,7 +65,21 @@ def _uses(spec: PodSpec, kind: str, name: str) -> list[Volume]:
 
 
 def _exists(evidence: Evidence, kind: str, namespace: str, name: str) -> bool:
-    return kind == "ConfigMap" and evidence.configmap(namespace, name) is not None
+    if kind == "ConfigMap":
+        return evidence.configmap(namespace, name) is not None
+    return kind == "Secret" and evidence.secret_exists(namespace, name)
+
+
+def _listed(evidence: Evidence, kind: str, namespace: str) -> bool:
+    """Whether objects of `kind` in `namespace` were read, so one missing from them is missing: the
+    list did not fail and holds something there (a bundle without the file proves nothing)."""
+    if kind == "ConfigMap":
+        return not evidence.unlisted("configmaps", namespace) and any(
+            c.meta.namespace == namespace for c in evidence.configmaps
+        )
+    return not evidence.unlisted("secrets", namespace) and any(
+        x.meta.namespace == namespace for x in evidence.secrets
+    )
 
 
 def _volume_object(pod: Pod, volume_name: str, kind: str) -> str:
@@ -121,19 +135,24 @@ def diagnose(evidence: Evidence, settings: Settings) -> list[Finding]:
                     pod,
                     line,
                 )
-        # No event (expired, or not collected): a ConfigMap volume source that is not among the
-        # namespace's listed ConfigMaps. Only when ConfigMaps of that namespace were read at all, and
-        # never kube-root-ca.crt (its controller makes it; a bundle may simply not hold it).
-        if not evidence.unlisted("configmaps", ns) and any(
-            c.meta.namespace == ns for c in evidence.configmaps
-        ):
-            for volume in pod.spec.volumes:
-                names = [volume.config_map] if volume.kind == "configMap" and not volume.optional else []
-                names += [s.name for s in volume.sources if s.kind == "ConfigMap" and not s.optional]
-                for name in names:
-                    ref = ObjectRef("ConfigMap", name, ns)
-                    if name and name != "kube-root-ca.crt" and evidence.configmap(ns, name) is None:
-                        note(ref, f"ConfigMap {name} does not exist", pod, "")
+        # No event (expired, or not collected): a ConfigMap or Secret volume source that is not among
+        # the namespace's listed ones. Never kube-root-ca.crt (its controller makes it; a bundle may
+        # simply not hold it).
+        for volume in pod.spec.volumes:
+            wanted: list[tuple[str, str]] = []
+            if volume.kind == "configMap" and not volume.optional:
+                wanted.append(("ConfigMap", volume.config_map))
+            if volume.kind == "secret" and not volume.optional:
+                wanted.append(("Secret", volume.secret))
+            wanted += [(src.kind, src.name) for src in volume.sources if not src.optional]
+            for kind, name in wanted:
+                if (
+                    name
+                    and name != "kube-root-ca.crt"
+                    and _listed(evidence, kind, ns)
+                    and not _exists(evidence, kind, ns, name)
+                ):
+                    note(ObjectRef(kind, name, ns), f"{kind} {name} does not exist", pod, "")
 
     findings: list[Finding] = []
     for entry in missing.values():

@@ -240,3 +240,31 @@ def test_trap_other_failedmount_reasons_are_not_a_missing_source() -> None:
         ),
     ]
     assert volume_source_missing.diagnose(make_evidence(objects), Settings()) == []
+
+
+def _secret(name: str, namespace: str = NS) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}}
+
+
+SECRET_VOLUME = [{"name": "cfg", "secret": {"secretName": "checkout-keys"}}]
+
+
+def test_secret_volume_missing_from_the_listed_secrets_without_events() -> None:
+    objects = [_stuck_pod("checkout-6b7d9-4xk2p", SECRET_VOLUME), _secret("checkout-db")]
+    [finding] = volume_source_missing.diagnose(make_evidence(objects), Settings())
+    assert finding.objects[0] == ObjectRef("Secret", "checkout-keys", NS)
+    # Secrets of the namespace not listed at all (a bundle without them): absence proves nothing.
+    assert volume_source_missing.diagnose(make_evidence(objects[:1]), Settings()) == []
+
+
+def test_trap_a_secret_that_exists_now_makes_its_failedmount_event_stale() -> None:
+    objects = [
+        _stuck_pod("checkout-6b7d9-4xk2p", SECRET_VOLUME),
+        _secret("checkout-keys"),
+        event(
+            ("Pod", NS, "checkout-6b7d9-4xk2p"),
+            "FailedMount",
+            'MountVolume.SetUp failed for volume "cfg" : secret "checkout-keys" not found',
+        ),
+    ]
+    assert volume_source_missing.diagnose(make_evidence(objects), Settings()) == []
