@@ -99,3 +99,12 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"pitcrew {importlib.metadata.version('pitcrew')}\n"
+
+
+def test_remediate_help_says_a_snapshot_plan_changes_the_live_cluster(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["remediate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "plan from the diagnostic bundle DIR, but CHANGE THE LIVE CLUSTER the kubeconfig points at" in text

@@ -108,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _verb(sub, "remediate", "execute the proposed fix, step by step")
     _cluster_flags(p, STORE_CONFIG_HELP)
     p.add_argument("--namespace", "-n", action="append", default=[], help=BUNDLE_NAMESPACE_HELP)
-    p.add_argument("--snapshot", metavar="DIR", help="plan from a bundle (the live cluster is still changed)")
+    p.add_argument(
+        "--snapshot",
+        metavar="DIR",
+        help="plan from the diagnostic bundle DIR, but CHANGE THE LIVE CLUSTER the kubeconfig points at "
+        "(each step is confirmed unless --yes; a patch aborts if the live object differs from the bundle)",
+    )
     p.add_argument("--finding", metavar="CODE", help="only the plan of this finding code")
     p.add_argument("--dry-run", action="store_true", help="server-side dry run only; print the diff")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before each step")
@@ -133,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", "-n", action="append", default=[], help=NAMESPACE_HELP)
     p.add_argument("--snapshot", metavar="DIR", help="summarize offline from a diagnostic bundle")
     p.add_argument("--output", "-o", choices=("text", "json"), default="text", help=OUTPUT_HELP)
+
+    p = _verb(sub, "completion", "print a shell completion script (bash or zsh) for pitcrew")
+    p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
 
     p = _verb(sub, "slack", "Slack tools that need no workspace")
     slack_sub = p.add_subparsers(dest="slack_verb", required=True, parser_class=_Parser, help="what to do")
@@ -206,6 +214,12 @@ def _slack(args: argparse.Namespace) -> int:
     return cli_slack(args)
 
 
+def _completion(args: argparse.Namespace) -> int:
+    from bot.cli.completion import cli_completion
+
+    return cli_completion(args, build_parser())  # the whole parser, as every verb sees it
+
+
 # verb -> the function that runs it with the parsed args and returns the exit code.
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
@@ -218,6 +232,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "summary": _summary,
     "slack": _slack,
     "store": _store,
+    "completion": _completion,
 }
 
 
