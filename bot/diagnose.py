@@ -21,6 +21,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bot.correlate import correlate
 from bot.evidence import SCOPE_LABELS, Evidence, HostFacts, HostPathFact, Scope, paused_gc
 from bot.model import (
     Alert,
@@ -36,7 +37,7 @@ from bot.model import (
     finding_to_json,
 )
 from bot.redact import redact, redact_json, redact_lines
-from handlers import CAUSE_LINKS, GENERIC_CODES, HANDLERS, POD_CAUSE_CODES, POD_PROBLEM_CODES
+from handlers import HANDLERS
 from handlers.base import HostTarget, Settings, containers_with_status, is_failing, live_pods
 
 if TYPE_CHECKING:
@@ -75,45 +76,6 @@ def settings_from_config(config: Config) -> Settings:
 # ---------------------------------------------------------------------------------------------
 # diagnose (pure)
 # ---------------------------------------------------------------------------------------------
-
-
-def _pods_of(finding: Finding) -> set[ObjectRef]:
-    return {o for o in finding.objects if o.kind == "Pod"}
-
-
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    """Drop a generic finding (crash-loop, readiness-probe-failing) on a pod a specific one explains."""
-    explained: set[ObjectRef] = set()
-    for f in findings:
-        if f.code in POD_CAUSE_CODES:
-            explained |= _pods_of(f)
-    kept: list[Finding] = []
-    for f in findings:
-        if f.code in GENERIC_CODES and _pods_of(f) and _pods_of(f) <= explained:
-            continue
-        kept.append(f)
-    # crash-loop (or liveness restarts) and readiness on the same pod: the restarts explain the readiness.
-    crashing = {p for f in kept if f.code in ("crash-loop", "liveness-probe-failing") for p in _pods_of(f)}
-    return [f for f in kept if not (f.code == "readiness-probe-failing" and _pods_of(f) <= crashing)]
-
-
-def _link(findings: list[Finding]) -> list[Finding]:
-    """service-no-endpoints is caused by the findings on the pods it selects; the CAUSE_LINKS table
-    (handlers/__init__.py) links the other kinds by the objects two findings share."""
-    out: list[Finding] = []
-    for f in findings:
-        if f.code == "service-no-endpoints":
-            pods = _pods_of(f)
-            causes = [g.code for g in findings if g.code in POD_PROBLEM_CODES and _pods_of(g) & pods]
-            f = replace(f, caused_by=tuple(dict.fromkeys(f.caused_by + tuple(causes))))
-        link = CAUSE_LINKS.get(f.code)
-        if link is not None:
-            codes, kinds = link
-            mine = {o for o in f.objects if o.kind in kinds}
-            causes = [g.code for g in findings if g is not f and g.code in codes and mine & set(g.objects)]
-            f = replace(f, caused_by=tuple(dict.fromkeys(f.caused_by + tuple(causes))))
-        out.append(f)
-    return out
 
 
 def _alert_relevance(
@@ -159,18 +121,20 @@ def _diagnose(
     findings = [
         replace(f, summary=redact(f.summary), evidence=tuple(redact_lines(f.evidence))) for f in findings
     ]
-    findings = _link(_dedupe(findings))
     handler_alerts = {h.CODE: tuple(h.ALERTS) for h in handlers}
     order = {h.CODE: i for i, h in enumerate(handlers)}
-    # Worst first; among equals, what the alerts point at, then root causes before their symptoms.
-    findings.sort(
-        key=lambda f: (
+    # Worst first; among equals, what the alerts point at, then root causes before their symptoms;
+    # then each finding right after what causes it (bot.correlate), so a chain reads from its root.
+    findings = correlate(
+        findings,
+        evidence,
+        sort_key=lambda f: (
             -f.severity.rank,
             -_alert_relevance(f, alerts, handler_alerts),
             bool(f.caused_by),
             order.get(f.code, 99),
             [str(o) for o in f.objects],
-        )
+        ),
     )
     return Diagnosis(
         findings=tuple(findings),

@@ -27,6 +27,7 @@ from handlers import (
     oom_killed,
     pdb_blocking,
     pod_evicted,
+    pod_not_healthy,
     pod_unschedulable,
     pvc_pending,
     pvc_provisioning_failed,
@@ -39,6 +40,7 @@ from handlers import (
     statefulset_misconfigured,
     volume_permission,
     volume_source_missing,
+    workload_not_healthy,
 )
 
 # Most specific first; bot.diagnose runs them all and de-duplicates afterwards.
@@ -70,6 +72,9 @@ HANDLERS: tuple[ModuleType, ...] = (
     liveness_probe_failing,
     readiness_probe,
     crash_loop,
+    # Last: the catch-alls, for whatever no handler above explains.
+    pod_not_healthy,
+    workload_not_healthy,
 )
 
 # Codes that only describe a symptom: dropped for a pod a more specific finding already explains.
@@ -97,9 +102,30 @@ POD_CAUSE_CODES = frozenset(
     }
 )
 
-# Codes whose findings describe trouble on the pods they list, so they can explain a Service without
-# ready endpoints. A selector mismatch lists pods only as the ones that look intended: never a cause.
-POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE}
+# How findings relate (bot.correlate applies these to every handler's findings, new ones included):
+#
+# - A catch-all finding (a pod or workload that is not healthy, no more) is dropped when any other
+#   finding names its pod, or, for a workload, the workload or one of its pods — except findings of
+#   AFFECTED_CODES, which list pods as the ones affected by another object, not as explained.
+#   A new handler needs nothing here to replace the catch-all for the pods its findings name.
+# - A finding of AFFECTED_CODES is `caused_by` every finding on the pods it lists (not another
+#   affected one), and every finding about (objects[0]) one of its other objects: a Service without
+#   endpoints is caused by its pods' findings, an Ingress backend by the Service's finding.
+# - CAUSE_LINKS adds the links between other kinds (below).
+CATCH_ALL_CODES = frozenset({pod_not_healthy.CODE, workload_not_healthy.CODE})
+AFFECTED_CODES = frozenset(
+    {
+        service_no_endpoints.CODE,
+        service_selector_mismatch.CODE,
+        rollout_stuck.CODE,
+        pdb_blocking.CODE,
+        ingress_backend_invalid.CODE,
+    }
+)
+
+# Codes whose findings describe trouble on the pods they list, so they can explain a rollout or a
+# disruption budget. A selector mismatch lists pods only as the ones that look intended: never a cause.
+POD_PROBLEM_CODES = POD_CAUSE_CODES | GENERIC_CODES | {node_not_ready.CODE, pod_not_healthy.CODE}
 
 _SERVICE_CAUSES = frozenset({service_no_endpoints.CODE, service_selector_mismatch.CODE})
 # Cause chains across kinds: a finding with the code on the left is `caused_by` any other finding
@@ -116,7 +142,10 @@ CAUSE_LINKS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = MappingProxyT
             frozenset({pvc_provisioning_failed.CODE, statefulset_misconfigured.CODE}),
             frozenset({"PersistentVolumeClaim", "StatefulSet"}),
         ),
-        pod_unschedulable.CODE: (frozenset({pvc_provisioning_failed.CODE}), frozenset({"Pod"})),
+        pod_unschedulable.CODE: (
+            frozenset({pvc_pending.CODE, pvc_provisioning_failed.CODE}),
+            frozenset({"Pod"}),
+        ),
         pvc_provisioning_failed.CODE: (
             frozenset({statefulset_misconfigured.CODE}),
             frozenset({"StatefulSet"}),
@@ -150,4 +179,17 @@ def validate_handlers(handlers: Sequence[ModuleType]) -> None:
         raise HandlerRegistryError("invalid handler registry: " + "; ".join(problems))
 
 
+def validate_relations(handlers: Sequence[ModuleType]) -> None:
+    """The relation tables name registered codes only (a typo would silently turn a link off)."""
+    codes = {m.CODE for m in handlers}
+    problems = [f"CAUSE_LINKS: {c!r} is not a registered code" for c in sorted(set(CAUSE_LINKS) - codes)]
+    for code, (causes, _kinds) in CAUSE_LINKS.items():
+        problems += [f"CAUSE_LINKS[{code!r}]: {c!r} is not a registered code" for c in sorted(causes - codes)]
+    for name, table in (("AFFECTED_CODES", AFFECTED_CODES), ("CATCH_ALL_CODES", CATCH_ALL_CODES)):
+        problems += [f"{name}: {c!r} is not a registered code" for c in sorted(table - codes)]
+    if problems:
+        raise HandlerRegistryError("invalid handler registry: " + "; ".join(problems))
+
+
 validate_handlers(HANDLERS)
+validate_relations(HANDLERS)

@@ -42,6 +42,9 @@ class Settings:
     recent_seconds: float = 900.0
     # Restarts that make a container "flapping" when its last termination is recent.
     restart_threshold: int = 3
+    # A pod younger than this that is still being created or started is not (yet) a problem; a
+    # readiness probe's initial delay and failure window extend it for that pod.
+    startup_grace_seconds: float = 120.0
 
 
 DEFAULT_SETTINGS = Settings()
