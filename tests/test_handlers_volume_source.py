@@ -203,6 +203,9 @@ def test_trap_the_pod_runs_now_old_failedmount_events_are_history() -> None:
         ),
     ]
     assert volume_source_missing.diagnose(make_evidence(objects), Settings()) == []
+    # A healthy Deployment's status agrees with its one running pod (else the catch-all speaks).
+    objects[0]["spec"]["replicas"] = 1
+    objects[0]["status"].update(replicas=1, readyReplicas=1, availableReplicas=1)
     assert diagnose(make_evidence(objects)).findings == ()
 
 
