@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from bot.evidence import ContainerStatus, Event, Evidence, Pod
+from bot.evidence import ContainerStatus, Event, Evidence, Job, Pod
 from bot.model import Finding, ObjectRef, Severity
 from handlers.base import (
     Settings,
@@ -137,6 +137,8 @@ def _recent_restarts(evidence: Evidence, pod: Pod, settings: Settings) -> list[t
     out: list[tuple[ContainerStatus, int]] = []
     for status in pod.init_container_statuses + pod.container_statuses:
         last = status.last_state
+        if status.init and _init_done(status):
+            continue  # an init container that failed, retried and completed: the pod went on
         if (
             status.restart_count > 0
             and last is not None
@@ -229,13 +231,18 @@ def _job_succeeded_since(evidence: Evidence, pod: Pod, job_name: str) -> bool:
             and _after(other.start_time or other.meta.created_at, started)
         ):
             return True
-    # A later Job of the same CronJob that completed.
-    cron = job.meta.controller if job is not None else None
-    if job is not None and cron is not None and cron.kind == "CronJob":
+    return job is not None and job_superseded(evidence, job)
+
+
+def job_superseded(evidence: Evidence, job: Job) -> bool:
+    """A later Job of the same CronJob completed: this one's failure is history."""
+    cron = job.meta.controller
+    if cron is not None and cron.kind == "CronJob":
         for other_job in evidence.jobs:
             parent = other_job.meta.controller
             if (
-                other_job.meta.namespace == job.meta.namespace
+                other_job is not job
+                and other_job.meta.namespace == job.meta.namespace
                 and parent is not None
                 and parent.kind == "CronJob"
                 and parent.name == cron.name

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from bot.evidence import Evidence, Job, Pod, Workload
 from bot.model import Finding, ObjectRef, Severity
 from handlers.base import Settings, clip, refs
-from handlers.pod_not_healthy import assess, event_line, warning_events
+from handlers.pod_not_healthy import assess, event_line, job_superseded, warning_events
 
 CODE = "workload-not-healthy"
 ALERTS = (
@@ -97,8 +97,8 @@ def _workload(evidence: Evidence, w: Workload, pods: Sequence[Pod], settings: Se
 
 
 def _job(evidence: Evidence, job: Job, pods: Sequence[Pod], settings: Settings) -> Finding | None:
-    if job.complete or job.suspend or job.meta.deleting:
-        return None
+    if job.complete or job.suspend or job.meta.deleting or job_superseded(evidence, job):
+        return None  # done, paused, going, or a later run of its CronJob succeeded
     failed = job.failed_condition
     live = [p for p in pods if not p.meta.deleting and p.phase not in ("Succeeded", "Failed")]
     if failed is None:

@@ -108,8 +108,8 @@ def test_running_but_not_ready_says_what_is_known() -> None:
             event(
                 ("ReplicaSet", NS, "ledger-7f9c"),
                 "FailedCreate",
-                'Error creating: pods "ledger-7f9c-" is '
-                "forbidden: exceeded quota: compute, requested: cpu=500m, used: cpu=2, limited: cpu=2",
+                'Error creating: pods "ledger-7f9c-" is forbidden: error looking up service account '
+                'payments/ledger-sa: serviceaccount "ledger-sa" not found',
                 last=ago(60),
             ),
             event(("Pod", NS, name), "Pulled", "Container image already present on machine", type_="Normal"),
@@ -243,13 +243,14 @@ def test_a_specific_finding_replaces_the_catch_all_but_a_service_finding_does_no
 
 
 def test_workload_without_pods_quotes_why_they_cannot_be_created() -> None:
+    # A missing ServiceAccount: no specific handler knows this FailedCreate.
     objects = [
         *_deployment("ledger", 3, 0),
         event(
             ("ReplicaSet", NS, "ledger-7f9c"),
             "FailedCreate",
-            'Error creating: pods "ledger-7f9c-5xq2m" is forbidden: exceeded quota: compute-quota, '
-            "requested: limits.memory=1Gi, used: limits.memory=8Gi, limited: limits.memory=8Gi",
+            'Error creating: pods "ledger-7f9c-5xq2m" is forbidden: error looking up service account '
+            'payments/ledger-sa: serviceaccount "ledger-sa" not found',
             last=ago(30),
         ),
     ]
@@ -258,7 +259,7 @@ def test_workload_without_pods_quotes_why_they_cannot_be_created() -> None:
     assert finding.summary == "deployment/ledger has 0/3 replicas ready (3 of its pods do not exist)"
     assert finding.evidence[0] == f"{NS}/Deployment/ledger: desired 3, ready 0, available 0"
     assert any(
-        "FailedCreate" in line and "exceeded quota: compute-quota" in line for line in finding.evidence
+        "FailedCreate" in line and 'serviceaccount "ledger-sa" not found' in line for line in finding.evidence
     )
     assert "none of its pods exist" in finding.evidence
 

@@ -119,6 +119,9 @@ def test_trap_completed_init_containers_and_a_retry_that_succeeded() -> None:
     objects = [*_deployment(), _pod("orders-api-59d-k2x9q", done, app_status=running("api", ready=True))]
     logs = {(NS, "orders-api-59d-k2x9q", "migrate", True): ALEMBIC_LOG}
     assert init_container_failing.diagnose(make_evidence(objects, logs=logs), Settings()) == []
+    # A healthy Deployment's status agrees with its one running pod (else the catch-all speaks).
+    objects[0]["spec"]["replicas"] = 1
+    objects[0]["status"].update(replicas=1, readyReplicas=1, availableReplicas=1)
     assert diagnose(make_evidence(objects, logs=logs)).findings == ()
 
 
