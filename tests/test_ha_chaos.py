@@ -1,11 +1,13 @@
 """Chaos with real parts: two real `pitcrew serve` processes on one real PostgreSQL, a real
 Alertmanager whose receiver targets both. A burst of distinct alert groups -> every group exactly one
 incident, every alert stored once; SIGKILL of one replica in the middle of the burst -> the other
-keeps taking the deliveries and nothing is lost or duplicated."""
+keeps taking the deliveries and nothing is lost or duplicated. And with ha.enabled: SIGKILL of the
+leader -> the other takes the Lease within its duration and the summary is still posted once."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +15,13 @@ import asyncpg
 import pytest
 
 from tests.support.alertmanager import Alertmanager, free_port, wait_until
+from tests.support.kube import KubeHarness
+from tests.support.leases import LeaseServer
 from tests.support.postgres import PostgresDatabase
+from tests.support.schedule import degraded_namespace
+from tests.support.slack import BOT_TOKEN, SIGNING_SECRET, SlackApiServer
 from tests.test_intake_alertmanager import TOKEN, PitcrewProcess, am_alert
+from tests.test_schedule_app import cron_a_minute_ago
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +91,62 @@ def test_burst_to_two_replicas_one_killed_each_group_one_incident(
     fingerprints = [f for _, f in rows]
     assert len(fingerprints) == len(set(fingerprints)) == len(sent)  # every alert exactly once
     assert len({g for g, _ in rows}) == len(groups)  # one incident per group, whoever received it
+
+
+async def test_sigkill_of_the_leader_hands_the_lease_over_within_its_duration(
+    tmp_path: Path,
+    postgres_db: PostgresDatabase,
+    kube_leases: tuple[KubeHarness, LeaseServer],
+    slack_api: SlackApiServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two real `pitcrew serve` with ha.enabled on one PostgreSQL and the emulated API server: the
+    first leads and posts the summary that was due; SIGKILL (no release) -> the second takes the Lease
+    once it has seen it unrenewed for lease_duration_seconds, and its catch-up posts nothing again."""
+    kube, leases = kube_leases
+    kube.seed(degraded_namespace("monitoring"))
+    for name, value in {
+        "PITCREW_TEST_PG_PASSWORD": postgres_db.password,
+        "T_SLACK_BOT": BOT_TOKEN,
+        "T_SLACK_SIGNING": SIGNING_SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    replicas = []
+    for name in ("pod-a", "pod-b"):
+        replica = _replica(tmp_path, name, postgres_db)
+        replica.config_path.write_text(
+            replica.config_path.read_text()
+            + f"cluster:\n  kubeconfig: {kube.kubeconfig}\n  in_cluster: false\n"
+            "  request_timeout_seconds: 5\n"
+            f"ha:\n  enabled: true\n  lease_namespace: pitcrew\n  identity: {name}\n"
+            "  lease_duration_seconds: 3\n  renew_interval_seconds: 0.5\n"
+            "slack:\n  enabled: true\n  bot_token_env: T_SLACK_BOT\n  signing_secret_env: T_SLACK_SIGNING\n"
+            f"  api_base_url: {slack_api.base_url}\n  default_channel: C-ALERTS\n"
+            f"schedules:\n  - name: daily\n    cron: '{cron_a_minute_ago()}'\n    channel: C-OPS\n"
+            "    missed_grace_seconds: 600\n"
+        )
+        replicas.append(replica)
+    try:
+        await asyncio.to_thread(replicas[0].start)
+        assert leases.holder("pitcrew", "pitcrew-leader") == "pod-a"
+        await asyncio.to_thread(replicas[1].start)
+        await slack_api.wait_for(
+            lambda a: any(c.channel == "C-OPS" for c in a.ok_calls("chat.postMessage")), what="summary"
+        )
+        assert leases.holder("pitcrew", "pitcrew-leader") == "pod-a"
+        await asyncio.to_thread(replicas[0].kill)
+        killed = time.monotonic()
+        while leases.holder("pitcrew", "pitcrew-leader") != "pod-b":
+            assert time.monotonic() - killed < 3 + 2 * 0.5 + 2, "pod-b did not take the Lease in time"
+            await asyncio.sleep(0.1)
+        took = time.monotonic() - killed
+        assert leases.leases[("pitcrew", "pitcrew-leader")]["spec"]["leaseTransitions"] == 1
+        await asyncio.sleep(2)  # pod-b's catch-up of the summary runs now
+        posted = [c for c in slack_api.ok_calls("chat.postMessage") if c.channel == "C-OPS"]
+        assert len(posted) == 1, f"summary posted {len(posted)} times"
+        assert await asyncio.to_thread(replicas[1].terminate) == 0
+        assert leases.holder("pitcrew", "pitcrew-leader") is None  # released on shutdown
+        print(f"pod-b took the Lease {took:.1f} s after pod-a was killed (lease duration 3 s)")
+    finally:
+        for replica in replicas:
+            replica.stop_quietly()
