@@ -268,9 +268,7 @@ def _log_candidates(pods: Iterable[Pod]) -> Iterable[tuple[bool, LogKey]]:
                 yield unhealthy, LogKey(pod.namespace, pod.name, status.name, True)
 
 
-def _parse_page(
-    data: bytes, kind: str, keep_raw: bool, errors: list[str]
-) -> tuple[list[ParsedObject], str]:
+def _parse_page(data: bytes, kind: str, keep_raw: bool, errors: list[str]) -> tuple[list[ParsedObject], str]:
     """One list page -> (its objects, typed; the continue token, "" on the last page). An object that
     cannot be understood is a line in `errors`, the others are kept. Runs in a worker thread:
     decoding and parsing 500 objects would hold the event loop for tens of ms."""

@@ -88,7 +88,14 @@ def _parse(line: str) -> _Failure | None:
     for pattern in _DNS:
         m = pattern.search(line)
         if m:
-            return _Failure("dns", m["host"], None, clip(line))
+            host, port = m["host"], None
+            if not host:  # "Error -2 connecting to redis-cache:6379. Name or service not known."
+                for named in _CONNECT:
+                    found = named.search(line)
+                    if found:
+                        host, port = found["host"].strip("[]"), int(found["port"])
+                        break
+            return _Failure("dns", host, port, clip(line))
     if _CONNECT_WORDS.search(line):
         for pattern in _CONNECT:
             m = pattern.search(line)

@@ -824,3 +824,17 @@ def test_network_traps_healthy_pod_loopback_and_allowed_traffic() -> None:
         ],
     }
     assert _run(dns_or_network_failure, objs, logs=logs) == []
+
+
+def test_a_python_client_naming_the_host_before_the_resolver_error() -> None:
+    objs = [_crashing("worker-6f-k2", "jobs", {"app": "worker"}), service("redis", "jobs", {"app": "redis"})]
+    logs = {
+        ("jobs", "worker-6f-k2", "app", True): [
+            "redis.exceptions.ConnectionError: Error -2 connecting to redis-cache:6379. "
+            "Name or service not known."
+        ]
+    }
+    (f,) = _run(dns_or_network_failure, objs, logs=logs)
+    assert (
+        "cannot resolve redis-cache:6379" in f.summary and "Service redis-cache does not exist" in f.summary
+    )

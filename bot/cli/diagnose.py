@@ -50,7 +50,18 @@ def cli_diagnose(args: argparse.Namespace) -> int:
             evidence = read_bundle(args.snapshot, namespaces=namespaces)
         except BundleError as exc:
             return _fail(str(exc))
-        namespaced = (evidence.pods, evidence.events, evidence.services, evidence.workloads, evidence.pvcs)
+        namespaced = (
+            evidence.pods,
+            evidence.events,
+            evidence.services,
+            evidence.workloads,
+            evidence.pvcs,
+            evidence.jobs,
+            evidence.cronjobs,
+            evidence.ingresses,
+            evidence.hpas,
+            evidence.pdbs,
+        )
         if namespaces and not any(namespaced):
             # A mistyped -n would otherwise read as "no problems found".
             return _fail(f"{args.snapshot}: the bundle holds no objects in namespace {', '.join(namespaces)}")

@@ -94,5 +94,3 @@ def execution_counter(registry: MetricsRegistry) -> Counter:
         "Remediation executions by namespace and outcome (succeeded, failed, rolled-back, refused).",
         ["namespace", "outcome"],
     )
-
-

@@ -1,5 +1,4 @@
-"""How a plan and its step events read in a terminal (pure).
-"""
+"""How a plan and its step events read in a terminal (pure)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from bot.store.sqlite import SqliteDatabase
 if TYPE_CHECKING:
     from bot.alertmanager import WebhookPayload
 
+
 def _json(mapping: Mapping[str, str]) -> str:
     # Canonical form, so "did it change?" is a string comparison.
     return json.dumps(dict(mapping), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

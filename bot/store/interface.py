@@ -99,7 +99,6 @@ class IncidentRepository(Protocol):
         ...
 
 
-
 class ApprovalRepository(Protocol):
     """Approval decisions and the audit log."""
 
@@ -129,7 +128,6 @@ class ApprovalRepository(Protocol):
     async def list_audit(self, *, incident_id: int | None = None, limit: int = 200) -> list[AuditEntry]:
         """The latest `limit` entries, in the order they were written (oldest of them first)."""
         ...
-
 
 
 class ExecutionRepository(Protocol):
@@ -171,7 +169,6 @@ class ExecutionRepository(Protocol):
         ...
 
 
-
 class OutboxRepository(Protocol):
     """Queued Slack calls, and where each incident's Slack message is."""
 
@@ -208,7 +205,6 @@ class OutboxRepository(Protocol):
     async def set_slack_message(self, incident_id: int, channel: str, ts: str) -> None: ...
 
     async def get_slack_message(self, incident_id: int) -> tuple[str, str] | None: ...
-
 
 
 class ScheduleRepository(Protocol):

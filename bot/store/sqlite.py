@@ -43,7 +43,6 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------------------------------
 
 
-
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -356,7 +355,6 @@ def require_incident(conn: sqlite3.Connection, incident_id: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # Opening and migrating (runs in the store's thread)
 # ---------------------------------------------------------------------------------------------
-
 
 
 def _create_owner_only(path: str) -> None:
