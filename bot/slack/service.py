@@ -32,9 +32,11 @@ from bot.alertmanager import WebhookPayload
 from bot.alertmanager_api import AlertmanagerApi, AlertmanagerApiError, silence_for
 from bot.evidence import SCOPE_LABELS
 from bot.model import Alert, CheckResult, IncidentStatus, WorkState
+from bot.prometheus import PrometheusApi
 from bot.slack import blocks as B
 from bot.slack import commands as C
 from bot.slack import details as D
+from bot.slack.graphs import GraphPoster
 from bot.slack.messages import IncidentMessages, channel_key
 from bot.slack.outbox import OutboxWorker
 from bot.slack.settings import SlackSettings
@@ -175,8 +177,20 @@ class SlackService:
         self.outbox = OutboxWorker(store, self.client, deliveries=metrics.deliveries if metrics else None)
         self.messages = IncidentMessages(store, settings, wake=self.outbox.wake, clock=clock)
         self.groups = GroupCache(self.client, settings.group_cache_seconds)
+        self.prometheus: PrometheusApi | None = None
+        self.graphs: GraphPoster | None = None
+        if settings.prometheus_url:
+            self.prometheus = PrometheusApi(settings.prometheus_url)
+            self.graphs = GraphPoster(store, self.prometheus, self.client, clock=clock)
         self.workflow = Workflow(
-            store, settings, self.messages, self.groups, executor, self.spawn, clock=clock
+            store,
+            settings,
+            self.messages,
+            self.groups,
+            executor,
+            self.spawn,
+            clock=clock,
+            on_fixed=self._fixed,
         )
         self._register()
 
@@ -217,6 +231,8 @@ class SlackService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.outbox.stop()
+        if self.prometheus is not None:
+            await self.prometheus.close()
 
     async def drain(self, within: float = 10.0) -> None:
         """Wait (bounded) for background work to finish (tests, shutdown): clicks, commands,
@@ -246,6 +262,19 @@ class SlackService:
     async def post_incident(self, incident_id: int) -> None:
         """Post (or update) the incident's message. Safe to call on every change."""
         await self.messages.post(incident_id)
+        if self.graphs is not None and await self.graphs.claim(incident_id, "alert"):
+            self.spawn(self._graph(incident_id, None), f"graph-{incident_id}")
+
+    def _fixed(self, incident_id: int, at: float) -> None:
+        if self.graphs is not None:
+            self.spawn(self._graph(incident_id, at), f"graph-recovery-{incident_id}")
+
+    async def _graph(self, incident_id: int, fixed_at: float | None) -> None:
+        assert self.graphs is not None
+        kind = "alert" if fixed_at is None else "recovery"
+        if fixed_at is not None and not await self.graphs.claim(incident_id, kind):
+            return
+        await self.graphs.post(incident_id, fixed_at=fixed_at)
 
     # -- HTTP front door ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class SlackSettings:
     approval_expiry_seconds: float = 3600.0
     alertmanager_url: str = ""
     group_cache_seconds: float = 60.0
+    prometheus_url: str = ""  # when set, the thread gets the alert's graph (validation.prometheus_url)
 
     def __post_init__(self) -> None:
         if not self.api_base_url.endswith("/"):
@@ -107,4 +108,5 @@ def settings_from_config(config: Config) -> SlackSettings:
         ),
         approval_expiry_seconds=float(slack.approval_expiry_seconds),
         alertmanager_url=(getattr(alertmanager, "url", None) or "") if alertmanager is not None else "",
+        prometheus_url=getattr(getattr(config, "validation", None), "prometheus_url", None) or "",
     )

@@ -81,7 +81,9 @@ class Workflow:
         spawn: Spawn,
         *,
         clock: Callable[[], float] = time.time,
+        on_fixed: Callable[[int, float], None] | None = None,
     ) -> None:
+        self._on_fixed = on_fixed  # (incident id, when): a fix succeeded (the recovery graph)
         self._store = store
         self._settings = settings
         self._messages = messages
@@ -228,6 +230,8 @@ class Workflow:
                 ),
             )
         await self._messages.set_status(incident_id, result.detail)
+        if result.outcome == "succeeded" and self._on_fixed is not None:
+            self._on_fixed(incident_id, self._clock())
 
     # -- reject ---------------------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ KNOWN_METHODS = {
     "views.open",
     "usergroups.users.list",
     "apps.connections.open",
+    "files.getUploadURLExternal",
+    "files.completeUploadExternal",
 }
 MESSAGE_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral"}
 
@@ -110,6 +112,21 @@ class ApiCall:
 
 
 @dataclass
+class Upload:
+    """A file as files_upload_v2 sends it: URL asked for (name, declared length), bytes posted to
+    that URL, then completed into a channel (and thread)."""
+
+    file_id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+
+@dataclass
 class _PlannedFailure:
     status: int
     retry_after: int | None
@@ -130,6 +147,7 @@ class SlackApiServer:
     responses: list[dict[str, Any]] = field(default_factory=list)  # bodies posted to response URLs
     problems: list[str] = field(default_factory=list)
     expect_auth_failures: bool = False  # set by tests that send a wrong token on purpose
+    uploads: dict[str, Upload] = field(default_factory=dict)  # by file id
     _failures: dict[str, list[_PlannedFailure]] = field(default_factory=dict)
     _messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
@@ -143,6 +161,7 @@ class SlackApiServer:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{name}", self._handle_response_url)
+        app.router.add_post("/upload/{file_id}", self._handle_upload)
         self._runner, self._port = await serve_on_loopback(app)
 
     async def close(self) -> None:
@@ -264,6 +283,10 @@ class SlackApiServer:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": self.usergroups[group]}
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(args)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(args)
         if method == "views.open":
             problems = [] if args.get("trigger_id") else ["views.open without trigger_id"]
             problems += limits.check_view(args.get("view") or {})
@@ -300,6 +323,61 @@ class SlackApiServer:
         ts = f"1700000000.{next(self._ts):06d}"
         self._messages[(channel, ts)] = args
         return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts, "text": args.get("text", "")}}
+
+    def completed_uploads(self) -> list[Upload]:
+        return [u for u in self.uploads.values() if u.channel is not None]
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename, length = args.get("filename"), str(args.get("length", ""))
+        if not isinstance(filename, str) or not filename or not length.isdigit() or int(length) <= 0:
+            self.problems.append(f"files.getUploadURLExternal: bad filename/length {filename!r} {length!r}")
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{len(self.uploads) + 1:04d}"
+        self.uploads[file_id] = Upload(file_id, filename, int(length))
+        return {
+            "ok": True,
+            "file_id": file_id,
+            "upload_url": f"http://127.0.0.1:{self._port}/upload/{file_id}",
+        }
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        data = await request.read()
+        if upload is None:
+            self.problems.append("upload to a URL that was never handed out")
+            return web.Response(status=404, text="no such upload")
+        if request.headers.get("Authorization"):
+            self.problems.append("the upload URL got the bot token (it is pre-signed; Slack refuses)")
+        if len(data) != upload.length:
+            self.problems.append(f"upload {upload.file_id}: {len(data)} bytes, {upload.length} declared")
+        upload.data = data
+        self._changed.set()
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        raw = args.get("files")
+        files = json.loads(raw) if isinstance(raw, str) else raw
+        channel, thread_ts = args.get("channel_id"), args.get("thread_ts")
+        problems = []
+        if not isinstance(files, list) or not files:
+            problems.append("no files")
+            files = []
+        for f in files:
+            upload = self.uploads.get(str(f.get("id")))
+            if upload is None or upload.data is None:
+                problems.append(f"file {f.get('id')} was not uploaded")
+        if channel not in self.channels:
+            problems.append(f"channel_id {channel!r} is not a channel")
+        elif thread_ts is not None and (channel, thread_ts) not in self._messages:
+            problems.append(f"thread_ts {thread_ts} is not a message in {channel}")
+        if problems:
+            self.problems.extend(f"files.completeUploadExternal: {p}" for p in problems)
+            return {"ok": False, "error": "invalid_arguments"}
+        for f in files:
+            upload = self.uploads[str(f["id"])]
+            upload.title, upload.channel, upload.thread_ts = f.get("title"), channel, thread_ts
+            upload.initial_comment = args.get("initial_comment")
+        return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -700,6 +778,7 @@ async def seed_incident(
     findings: tuple[Finding, ...] | None = None,
     dry_run_diff: str | None = "--- a\n+++ b\n+    runAsUser: 65534\n",
     status: str = "firing",
+    generator_url: str = "",
 ) -> int:
     """An incident through the store's real intake and diagnosis calls; returns its id."""
     from bot.alertmanager import WebhookPayload
@@ -712,6 +791,7 @@ async def seed_incident(
         annotations={"summary": "prometheus-0 is crash looping"},
         starts_at="2026-11-25T08:00:00Z",
         ends_at=None if status == "firing" else "2026-11-25T09:00:00Z",
+        generator_url=generator_url,
     )
     payload = WebhookPayload(
         version="4",
