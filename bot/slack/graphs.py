@@ -20,7 +20,7 @@ from bot.slack import blocks as B
 from bot.slack.graph import WINDOW_SECONDS, expr_from_generator_url, graph_query, render_png, step_for
 
 if TYPE_CHECKING:
-    from bot.store import Store
+    from bot.store import StoreBackend
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _graph_key(incident_id: int, kind: str) -> str:
 class GraphPoster:
     def __init__(
         self,
-        store: Store,
+        store: StoreBackend,
         prometheus: RangeQuery,
         client: Uploader,
         *,
