@@ -98,3 +98,31 @@ async def test_outbox_item_and_its_kv_records_are_one_transaction(tmp_store: Sto
         await tmp_store.enqueue_outbox("t", "chat.postMessage", "{}", kv={"run": "2", "state": "s2"})
     assert await tmp_store.outbox_backlog() == 1  # the message is not queued...
     assert await tmp_store.get_kv("run") == "1"  # ...and the record before the failure is undone
+
+
+async def test_several_items_and_their_kv_records_are_queued_in_order_at_once(tmp_store: Store) -> None:
+    items = [("t", "chat.postMessage", '{"n": 1}'), ("t", "chat.postMessage", '{"n": 2}')]
+    ids = await tmp_store.enqueue_outbox_many([*items, ("u", "chat.update", "{}")], kv={"seen": "d1"})
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert await tmp_store.get_kv("seen") == "d1"
+    due = await tmp_store.due_outbox(1e12, 10)  # the oldest of each thread, in order
+    expected = [(ids[0], "t", '{"n": 1}'), (ids[2], "u", "{}")]
+    assert [(i.id, i.thread_key, i.payload_json) for i in due] == expected
+    await tmp_store.mark_outbox_sent(ids[0], "{}")
+    assert [i.id for i in await tmp_store.due_outbox(1e12, 10)] == [ids[1], ids[2]]
+    assert await tmp_store.enqueue_outbox_many([]) == []
+
+
+@pytest.mark.store_backends("sqlite")  # the failure is injected with an SQLite trigger
+async def test_a_batch_that_fails_midway_queues_nothing(tmp_store: Store) -> None:
+    with sqlite3.connect(tmp_store.path) as conn:  # the last record fails, as a full disk would
+        conn.execute(
+            "CREATE TRIGGER fail_state BEFORE INSERT ON kv WHEN NEW.key = 'state'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        await tmp_store.enqueue_outbox_many(
+            [("t", "chat.postMessage", "{}"), ("t", "chat.postMessage", "{}")], kv={"run": "1", "state": "s"}
+        )
+    assert await tmp_store.outbox_backlog() == 0
+    assert await tmp_store.get_kv("run") is None

@@ -164,11 +164,21 @@ class IncidentMessages:
         else:
             self._offers_expiring.pop(incident_id, None)
         channel = await self.channel_for(incident)
-        thread = incident_thread(incident_id)
+        # Everything this update says (the message, the details reply, a resolved/firing note) and the
+        # state that records it is handed to the outbox in one transaction, in thread order.
         args = {"channel": channel, **message.to_json()}
-        await enqueue(self._store, thread, "chat.postMessage", OutboxPayload("parent", args, incident_id))
+        items = [OutboxPayload("parent", args, incident_id)]
+        records: dict[str, str] = {}
 
-        await self._post_details(incident)
+        digest = plan_digest(incident)
+        if incident.findings and await self._store.get_kv(_details_key(incident.id)) != digest:
+            # The details reply (evidence, plan, commands, diff), once per diagnosis: again only when
+            # a re-diagnosis changed them. A diff too long for it follows whole, in as few replies as fit.
+            items.append(self._reply_payload(incident_id, D.render_details_reply(incident)))
+            if incident.dry_run_diff and D.diff_is_truncated(incident.dry_run_diff):
+                parts = B.render_full_diff(incident.dry_run_diff)
+                items.extend(self._reply_payload(incident_id, part) for part in parts)
+            records[_details_key(incident.id)] = digest
 
         rendered_raw = await self._store.get_kv(_rendered_key(incident_id))
         rendered = json.loads(rendered_raw) if rendered_raw else {}
@@ -176,42 +186,29 @@ class IncidentMessages:
             rendered.get("status") == IncidentStatus.FIRING.value
             and incident.status is IncidentStatus.RESOLVED
         ):
-            await self._queue_reply(
-                incident_id,
-                B.render_note(
-                    f"✅ Resolved: every alert of this group is resolved ({B.when(self._clock())})."
-                ),
-            )
+            note = f"✅ Resolved: every alert of this group is resolved ({B.when(self._clock())})."
+            items.append(self._reply_payload(incident_id, B.render_note(note)))
         elif (
             rendered.get("status") == IncidentStatus.RESOLVED.value
             and incident.status is IncidentStatus.FIRING
         ):
-            await self._queue_reply(incident_id, B.render_note("🔥 Firing again."))
-        await self._store.set_kv(
-            _rendered_key(incident_id),
-            json.dumps(
-                {
-                    "status": incident.status.value,
-                    "work_state": incident.work_state.value,
-                    "updated_at": incident.updated_at,
-                }
-            ),
+            items.append(self._reply_payload(incident_id, B.render_note("🔥 Firing again.")))
+        records[_rendered_key(incident_id)] = json.dumps(
+            {
+                "status": incident.status.value,
+                "work_state": incident.work_state.value,
+                "updated_at": incident.updated_at,
+            }
+        )
+        thread = incident_thread(incident_id)
+        await self._store.enqueue_outbox_many(
+            [(thread, "chat.postMessage", item.dumps()) for item in items], kv=records
         )
         self._wake()
 
-    async def _post_details(self, incident: Incident) -> None:
-        """The details reply (evidence, plan, commands, diff), once per diagnosis: again only when a
-        re-diagnosis changed them. A diff too long for it follows whole, in as few replies as fit."""
-        if not incident.findings:
-            return
-        digest = plan_digest(incident)
-        if await self._store.get_kv(_details_key(incident.id)) == digest:
-            return
-        await self._queue_reply(incident.id, D.render_details_reply(incident))
-        if incident.dry_run_diff and D.diff_is_truncated(incident.dry_run_diff):
-            for part in B.render_full_diff(incident.dry_run_diff):
-                await self._queue_reply(incident.id, part)
-        await self._store.set_kv(_details_key(incident.id), digest)
+    @staticmethod
+    def _reply_payload(incident_id: int, message: B.Message) -> OutboxPayload:
+        return OutboxPayload("reply", message.to_json(), incident_id)
 
     async def reply(self, incident_id: int, message: B.Message) -> None:
         await self._queue_reply(incident_id, message)
@@ -228,12 +225,8 @@ class IncidentMessages:
         self._wake()
 
     async def _queue_reply(self, incident_id: int, message: B.Message) -> None:
-        await enqueue(
-            self._store,
-            incident_thread(incident_id),
-            "chat.postMessage",
-            OutboxPayload("reply", message.to_json(), incident_id),
-        )
+        payload = self._reply_payload(incident_id, message)
+        await enqueue(self._store, incident_thread(incident_id), "chat.postMessage", payload)
 
     async def set_status(self, incident_id: int, line: str, *, refresh: bool = True) -> None:
         """Show `line` as the execution's status on the parent message (now, or with its next update

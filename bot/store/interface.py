@@ -180,6 +180,14 @@ class OutboxRepository(Protocol):
         reverse."""
         ...
 
+    async def enqueue_outbox_many(
+        self, items: Sequence[tuple[str, str, str]], *, kv: Mapping[str, str] | None = None
+    ) -> list[int]:
+        """Queue several Slack calls, each (thread_key, method, payload_json), in this order, and set
+        `kv`, all in one transaction: everything one incident update says is handed over at once.
+        Returns the items' ids in the same order."""
+        ...
+
     async def due_outbox(self, now: float, limit: int) -> list[OutboxItem]:
         """Items ready to send: per thread_key only the oldest undelivered one (so a thread's messages
         go out in order, and one waiting for a retry holds back those behind it), if not_before <= now."""

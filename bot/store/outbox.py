@@ -4,7 +4,7 @@ later in order per thread; and where each incident's Slack message is."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from bot.store.records import NotFound, OutboxItem
@@ -35,19 +35,28 @@ class SqliteOutbox(SqliteDatabase):
     async def enqueue_outbox(
         self, thread_key: str, method: str, payload_json: str, *, kv: Mapping[str, str] | None = None
     ) -> int:
-        return await self._run(self._enqueue_outbox, thread_key, method, payload_json, dict(kv or {}))
+        (item_id,) = await self.enqueue_outbox_many([(thread_key, method, payload_json)], kv=kv)
+        return item_id
 
-    def _enqueue_outbox(self, thread_key: str, method: str, payload_json: str, kv: dict[str, str]) -> int:
+    async def enqueue_outbox_many(
+        self, items: Sequence[tuple[str, str, str]], *, kv: Mapping[str, str] | None = None
+    ) -> list[int]:
+        return await self._run(self._enqueue_outbox_many, list(items), dict(kv or {}))
+
+    def _enqueue_outbox_many(self, items: list[tuple[str, str, str]], kv: dict[str, str]) -> list[int]:
         now = self._clock()
+        ids: list[int] = []
         with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO outbox (thread_key, method, payload_json, not_before, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (thread_key, method, payload_json, now, now),
-            )
+            for thread_key, method, payload_json in items:
+                cursor = conn.execute(
+                    "INSERT INTO outbox (thread_key, method, payload_json, not_before, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (thread_key, method, payload_json, now, now),
+                )
+                ids.append(cast(int, cursor.lastrowid))
             for key, value in kv.items():
                 put_kv(conn, key, value, now)
-        return cast(int, cursor.lastrowid)
+        return ids
 
     async def due_outbox(self, now: float, limit: int) -> list[OutboxItem]:
         return await self._run(self._due_outbox, now, limit)

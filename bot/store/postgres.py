@@ -1159,24 +1159,34 @@ class PostgresStore:
     async def enqueue_outbox(
         self, thread_key: str, method: str, payload_json: str, *, kv: Mapping[str, str] | None = None
     ) -> int:
+        (item_id,) = await self.enqueue_outbox_many([(thread_key, method, payload_json)], kv=kv)
+        return item_id
+
+    async def enqueue_outbox_many(
+        self, items: Sequence[tuple[str, str, str]], *, kv: Mapping[str, str] | None = None
+    ) -> list[int]:
         now = float(self._clock())
+        queued = list(items)
         records = dict(kv or {})
 
-        async def enqueue(conn: Conn) -> int:
-            value = await conn.fetchval(
-                "INSERT INTO outbox (thread_key, method, payload_json, not_before, created_at)"
-                " VALUES ($1, $2, $3, $4, $4) RETURNING id",
-                thread_key,
-                method,
-                payload_json,
-                now,
-            )
+        async def enqueue(conn: Conn) -> list[int]:
+            ids: list[int] = []
+            for thread_key, method, payload_json in queued:
+                value = await conn.fetchval(
+                    "INSERT INTO outbox (thread_key, method, payload_json, not_before, created_at)"
+                    " VALUES ($1, $2, $3, $4, $4) RETURNING id",
+                    thread_key,
+                    method,
+                    payload_json,
+                    now,
+                )
+                ids.append(int(value))
             for key, text in records.items():
                 await self._put_kv(conn, key, text, now)
-            return int(value)
+            return ids
 
-        item_id: int = await self._tx(enqueue)
-        return item_id
+        item_ids: list[int] = await self._tx(enqueue)
+        return item_ids
 
     async def due_outbox(self, now: float, limit: int) -> list[OutboxItem]:
         """As on SQLite (per thread only its oldest undelivered item, if due), and claimed for this
